@@ -1,0 +1,28 @@
+# tlog: `make serve` starts a log on ./tlog-data, `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   ?= tlog-data
+HOST   ?= 127.0.0.1
+PORT   ?= 3000
+
+.PHONY: serve test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/tlog serve --data-dir $(DATA) --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/tlog bench --entries $${N:-5000} --concurrency $${C:-64}
+
+clean:
+	rm -rf $(VENV) build *.egg-info
