@@ -1,0 +1,224 @@
+"""The HTTP API: Rekor v1 routes (DESIGN §3) over a `Log`, in aiohttp.
+
+A thin shell: parse the request, call the log, shape the answer. Every error leaves as
+Rekor's `{"code", "message"}` with a 4xx (or 503 when the log cannot take writes); an
+unexpected exception is logged and answered 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from tlog import hashedrekord, rekor
+from tlog.errors import InvalidInput
+from tlog.log import Log
+from tlog.sequencer import Duplicate, Overloaded, Unavailable
+
+log = logging.getLogger("tlog.api")
+
+LOG_KEY: web.AppKey[Log] = web.AppKey("log", Log)
+DEFAULT_MAX_BODY = 64 * 1024  # DESIGN §3: 413 beyond it
+MAX_RETRIEVE = 10  # Rekor's SearchLogQuery: at most 10 UUIDs and 10 indexes
+_JSON = "application/json"
+_HASH_QUERY = re.compile(r"(?:(sha256|sha384|sha512):)?([0-9a-fA-F]+)")
+_DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
+                        content_type=_JSON, headers=headers)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(rekor.error(status, message), status, headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except InvalidInput as e:
+        return _error(e.status, str(e))
+    except Duplicate as e:
+        return _error(409, str(e), {"Location": rekor.entry_path(e.uuid.hex())})
+    except Overloaded as e:
+        return _error(503, f"the log is busy: {e}; retry shortly", {"Retry-After": "1"})
+    except Unavailable as e:
+        return _error(503, str(e), {"Retry-After": "5"})
+    except web.HTTPRequestEntityTooLarge as e:
+        return _error(413, f"request body too large: the limit is {e.max_size} bytes")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _error(e.status, e.reason or "error", {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal error: the server logged the details")
+
+
+async def _read_json(request: web.Request) -> Any:
+    ctype = request.content_type
+    if request.headers.get("Content-Type") and ctype != _JSON:
+        raise InvalidInput(f"Content-Type must be {_JSON}, got {ctype!r}", 415)
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidInput("request body is not valid UTF-8 JSON") from None
+    except ValueError as e:
+        raise InvalidInput(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidInput("request body is nested too deeply") from None
+
+
+def _int_param(request: web.Request, name: str, default: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise InvalidInput(f"query parameter {name} is required")
+        return default
+    if not raw.isdigit() or len(raw) > 19:
+        raise InvalidInput(f"query parameter {name} must be a non-negative integer, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _log(request: web.Request) -> Log:
+    return request.app[LOG_KEY]
+
+
+# -- routes -------------------------------------------------------------------------------
+async def create_entry(request: web.Request) -> web.Response:
+    entry = await _log(request).submit(await _read_json(request))
+    uuid = next(iter(entry))
+    return _json(entry, 201, {"Location": rekor.entry_path(uuid), "ETag": uuid})
+
+
+async def get_entry_by_index(request: web.Request) -> web.Response:
+    index = _int_param(request, "logIndex")
+    (entry,) = await _log(request).entries_by_index([index])
+    return _json(entry)
+
+
+async def get_entry_by_uuid(request: web.Request) -> web.Response:
+    uuid = rekor.parse_uuid(request.match_info["uuid"])
+    found = await _log(request).entries_by_uuid([uuid])
+    if not found:
+        raise InvalidInput(f"no entry with UUID {uuid.hex()} in the log", 404)
+    return _json(found[0])
+
+
+def _list_of(obj: dict[str, Any], name: str) -> list[Any]:
+    value = obj.get(name, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput(f"{name} must be a list")
+    if len(value) > MAX_RETRIEVE:
+        raise InvalidInput(f"{name}: at most {MAX_RETRIEVE} items per request, got {len(value)}", 422)
+    return value
+
+
+async def retrieve_entries(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object {entryUUIDs, logIndexes}")
+    uuids = [rekor.parse_uuid(u) if isinstance(u, str) else _bad("entryUUIDs items must be strings")
+             for u in _list_of(body, "entryUUIDs")]
+    indexes = _list_of(body, "logIndexes")
+    for i in indexes:
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise InvalidInput("logIndexes items must be non-negative integers")
+    lg = _log(request)
+    size = lg.head.state.size
+    out = await lg.entries_by_uuid(uuids) if uuids else []
+    out += await lg.entries_by_index([i for i in indexes if i < size]) if indexes else []
+    return _json(out)
+
+
+def _bad(message: str) -> Any:
+    raise InvalidInput(message)
+
+
+async def search_index(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object {hash} or {publicKey}")
+    artifact: str | None = None
+    fingerprint: bytes | None = None
+    if body.get("hash") is not None:
+        h = body["hash"]
+        m = _HASH_QUERY.fullmatch(h) if isinstance(h, str) else None
+        if not m:
+            raise InvalidInput("hash must be \"<algorithm>:<hex digest>\", e.g. sha256:<64 hex>")
+        algo = m.group(1) or {64: "sha256", 96: "sha384", 128: "sha512"}.get(len(m.group(2)), "")
+        if _DIGEST_HEX.get(algo) != len(m.group(2)):
+            raise InvalidInput(f"hash: {len(m.group(2))} hex digits do not fit {algo or 'any algorithm'}")
+        artifact = f"{algo}:{m.group(2).lower()}"
+    if body.get("publicKey") is not None:
+        pk = body["publicKey"]
+        if not isinstance(pk, dict):
+            raise InvalidInput("publicKey must be an object {format, content}")
+        fmt = pk.get("format", "x509")
+        if fmt != "x509":
+            raise InvalidInput(f"publicKey.format {fmt!r} is not supported; this log indexes x509 (PEM) keys")
+        if "content" not in pk:
+            raise InvalidInput("publicKey.content is required (base64 of a PEM key or certificate)")
+        fingerprint = hashedrekord.public_key_fingerprint_of_pem(pk["content"])
+    if artifact is None and fingerprint is None:
+        raise InvalidInput("give hash and/or publicKey to search for")
+    operator = body.get("operator", "or")
+    if operator not in ("and", "or"):
+        raise InvalidInput("operator must be \"and\" or \"or\"")
+    found = await _log(request).search(artifact, fingerprint, operator)
+    return _json([u.hex() for u in found])
+
+
+async def log_info(request: web.Request) -> web.Response:
+    lg = _log(request)
+    head = lg.head
+    return _json(rekor.log_info(head.root, head.state.size, head.note, lg.tree_id))
+
+
+async def log_proof(request: web.Request) -> web.Response:
+    first = _int_param(request, "firstSize", 1)
+    last = _int_param(request, "lastSize")
+    root, hashes = await _log(request).consistency(first, last)
+    return _json(rekor.consistency_proof(root, hashes))
+
+
+async def public_key(request: web.Request) -> web.Response:
+    return web.Response(body=_log(request).public_key_pem(), content_type="application/x-pem-file")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    lg = _log(request)
+    return _json({"status": "ready", "treeSize": lg.head.state.size})
+
+
+def make_app(lg: Log, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
+    app[LOG_KEY] = lg
+    p = rekor.API_PREFIX
+    app.router.add_post(f"{p}/log/entries", create_entry)
+    app.router.add_get(f"{p}/log/entries", get_entry_by_index)
+    app.router.add_post(f"{p}/log/entries/retrieve", retrieve_entries)
+    app.router.add_get(f"{p}/log/entries/{{uuid}}", get_entry_by_uuid)
+    app.router.add_post(f"{p}/index/retrieve", search_index)
+    app.router.add_get(f"{p}/log", log_info)
+    app.router.add_get(f"{p}/log/proof", log_proof)
+    app.router.add_get(f"{p}/log/publicKey", public_key)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
