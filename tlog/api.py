@@ -23,6 +23,7 @@ from tlog.sequencer import Duplicate, Overloaded, Unavailable
 log = logging.getLogger("tlog.api")
 
 LOG_KEY: web.AppKey[Log] = web.AppKey("log", Log)
+MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body", int)
 DEFAULT_MAX_BODY = 64 * 1024  # DESIGN §3: 413 beyond it
 MAX_RETRIEVE = 10  # Rekor's SearchLogQuery: at most 10 UUIDs and 10 indexes
 _JSON = "application/json"
@@ -53,8 +54,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _error(503, f"the log is busy: {e}; retry shortly", {"Retry-After": "1"})
     except Unavailable as e:
         return _error(503, str(e), {"Retry-After": "5"})
-    except web.HTTPRequestEntityTooLarge as e:
-        return _error(413, f"request body too large: the limit is {e.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body too large: the limit is {request.app[MAX_BODY_KEY]} bytes")
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -210,6 +211,7 @@ async def readyz(request: web.Request) -> web.Response:
 def make_app(lg: Log, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
     app[LOG_KEY] = lg
+    app[MAX_BODY_KEY] = max_body
     p = rekor.API_PREFIX
     app.router.add_post(f"{p}/log/entries", create_entry)
     app.router.add_get(f"{p}/log/entries", get_entry_by_index)
