@@ -165,3 +165,44 @@ async def test_bad_reads_get_4xx_json(open_log, signer: Signer, path: str, param
     assert r.status == status
     err = await r.json()
     assert err["code"] == status and isinstance(err["message"], str) and err["message"]
+
+
+async def test_every_proof_up_to_300_entries_verifies_with_ours_and_pymerkle(open_log) -> None:
+    """One entry per batch, so every response proves inclusion at a new tree size."""
+    from pymerkle import InclusionProof, InmemoryTree, verify_inclusion as pm_verify_inclusion
+    from pymerkle.core import _inclusion_path_layout
+
+    from tlog.errors import VerificationError
+    from tlog.merkle import leaf_hash, verify_inclusion
+
+    lg, client = await open_log(batch_ms=0)
+    signer = Signer()
+    reference = InmemoryTree()
+    roots: dict[int, bytes] = {}
+    for n in range(1, 301):
+        status, body, _ = await _submit(client, signer.proposed())
+        assert status == 201
+        _, e = check_log_entry(body, lg.public_key)
+        leaf_body = base64.b64decode(e["body"])
+        reference.append_entry(leaf_body)
+        p = e["verification"]["inclusionProof"]
+        root, hashes = bytes.fromhex(p["rootHash"]), [bytes.fromhex(h) for h in p["hashes"]]
+        assert p["treeSize"] == n and root == reference.get_root(n)
+        roots[n] = root
+        rule, _ = _inclusion_path_layout(n, n)
+        pm_verify_inclusion(leaf_hash(leaf_body), root,
+                            InclusionProof("sha256", True, n, n, rule, [leaf_hash(leaf_body), *hashes]))
+        if hashes:
+            bad = [bytes([hashes[0][0] ^ 0x80]) + hashes[0][1:], *hashes[1:]]
+            with pytest.raises(VerificationError):
+                verify_inclusion(n - 1, n, leaf_hash(leaf_body), bad, root)
+    for first in range(1, 301, 13):
+        for last in range(first, 301, 17):
+            r = await client.get("/api/v1/log/proof", params={"firstSize": first, "lastSize": last})
+            proof = await r.json()
+            hashes = [bytes.fromhex(h) for h in proof["hashes"]]
+            verify_consistency(first, last, hashes, roots[first], roots[last])
+            if hashes:
+                with pytest.raises(VerificationError):
+                    verify_consistency(first, last, hashes[::-1] if len(hashes) > 1 else [bytes(32)],
+                                       roots[first], roots[last])
