@@ -55,7 +55,7 @@ def run_bench(log_url: str | None, entries: int, concurrency: int, progress: boo
         return asyncio.run(_run(log_url.rstrip("/"), bodies, concurrency))
     with tempfile.TemporaryDirectory(prefix="tlog-bench-") as data:
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--data-dir", data,
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--data-dir", data,
                                  "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if progress:

@@ -18,7 +18,7 @@ from .support import Signer, check_log_entry
 
 from tlog.keys import LogKey, LogPublicKey
 
-TLOG = [sys.executable, "-m", "cli.main"]
+TLOG = [sys.executable, "-m", "cli"]
 
 
 def free_port() -> int:

@@ -1,0 +1,39 @@
+"""`tlog serve`: run the log server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from cli.main import main
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("tlog-data"),
+              show_default=True, help="Where the database and the log key live.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True)
+@click.option("--public-url", default=None,
+              help="The URL clients use; its host[:port] names the log. Default: http://HOST:PORT")
+@click.option("--key-type", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519",
+              show_default=True, help="Type of the log key created on first start.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
+              help="Most entries written in one transaction.")
+@click.option("--batch-ms", type=click.FloatRange(0, 10_000), default=5.0, show_default=True,
+              help="How long a batch waits for more entries before it is written.")
+@click.option("--max-pending", type=click.IntRange(1, 10_000_000), default=4096, show_default=True,
+              help="Queued submissions beyond which the log answers 503.")
+@click.option("--max-body", type=click.IntRange(1024, 16 << 20), default=64 * 1024, show_default=True,
+              help="Largest request body, in bytes (413 beyond).")
+def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: str,
+          batch_size: int, batch_ms: float, max_pending: int, max_body: int) -> None:
+    """Run the log server."""
+    from tlog.log import LogConfig
+    from tlog.server import serve as run
+
+    url = public_url or f"http://{host}:{port}"
+    config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,  # type: ignore[arg-type]
+                       batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending)
+    asyncio.run(run(config, host, port, max_body=max_body))
