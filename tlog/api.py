@@ -7,6 +7,7 @@ unexpected exception is logged and answered 500 without a stack trace.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ from tlog import hashedrekord, rekor
 from tlog.errors import InvalidInput
 from tlog.log import Log
 from tlog.sequencer import Duplicate, Overloaded, Unavailable
+from tlog.tiles import parse_tile_path
 
 log = logging.getLogger("tlog.api")
 
@@ -199,6 +201,25 @@ async def public_key(request: web.Request) -> web.Response:
     return web.Response(body=_log(request).public_key_pem(), content_type="application/x-pem-file")
 
 
+async def checkpoint(request: web.Request) -> web.Response:
+    """C2SP tlog-tiles: the latest signed checkpoint; clients may cache it for seconds only."""
+    return web.Response(body=_log(request).head.note, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=2"})
+
+
+async def tile(request: web.Request) -> web.StreamResponse:
+    ref = parse_tile_path(request.match_info["path"])
+    data = await _log(request).tile(ref)
+    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+    # Full tiles never change (tlog-tiles); a partial tile of a given width never changes
+    # either, but it goes away once the full tile exists, so it is cached briefly.
+    cache = "public, max-age=31536000, immutable" if not ref.is_partial else "public, max-age=60"
+    headers = {"Cache-Control": cache, "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, content_type="application/octet-stream", headers=headers)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
@@ -221,6 +242,8 @@ def make_app(lg: Log, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
     app.router.add_get(f"{p}/log", log_info)
     app.router.add_get(f"{p}/log/proof", log_proof)
     app.router.add_get(f"{p}/log/publicKey", public_key)
+    app.router.add_get("/checkpoint", checkpoint)
+    app.router.add_get("/tile/{path:.+}", tile)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

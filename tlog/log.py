@@ -23,8 +23,16 @@ from tlog.keys import KeyType, LogKey
 from tlog.merkle import leaf_hash
 from tlog.sequencer import Admitted, Published, Sequenced, Sequencer
 from tlog.storage import Storage, StoredCheckpoint, search_key
+from tlog.tiles import TileRef, encode_entry_bundle, tile_width_at
 from tlog.timestamp import sign_set
-from tlog.tree import TileTree, TreeState, tiles_for_consistency, tiles_for_inclusion
+from tlog.tree import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    TileTree,
+    TreeState,
+    tiles_for_consistency,
+    tiles_for_inclusion,
+)
 
 log = logging.getLogger("tlog")
 
@@ -237,6 +245,25 @@ class Log:
             except InvalidInput:
                 continue
         return out
+
+    async def tile(self, ref: TileRef) -> bytes:
+        """A C2SP tile or entry bundle at the current tree size (404 if it does not exist
+        yet). Hash tiles are stored (level 0) or held in memory (levels ≥ 1), never
+        recomputed from the leaves."""
+        head = self.head
+        size = head.state.size
+        level = 0 if ref.level is None else ref.level
+        if tile_width_at(level, ref.index, size) < ref.width:
+            what = "entry bundle" if ref.level is None else "tile"
+            raise InvalidInput(f"{what} {ref.path()} does not exist at tree size {size}", 404)
+        start = ref.index * TILE_WIDTH
+        if ref.level is None:
+            return encode_entry_bundle(await self.storage.read_entry_range(start, start + ref.width))
+        if ref.level == 0:
+            if ref.index == size >> TILE_HEIGHT:  # the partial tail tile is in memory
+                return b"".join(head.state.tail[0][:ref.width])
+            return (await self.storage.read_tile(0, ref.index))[:ref.width * 32]
+        return b"".join(head.state.upper[TILE_HEIGHT * ref.level - TILE_HEIGHT][start:start + ref.width])
 
     def public_key_pem(self) -> bytes:
         return self.public_key.pem()
