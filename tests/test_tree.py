@@ -108,3 +108,21 @@ def test_failed_batch_is_undone_on_shared_upper_levels() -> None:
     again, _ = state.extended(leaves[500:])
     assert again.root() == root_from_leaf_hashes(leaves)
     assert state.root() == root_from_leaf_hashes(leaves[:500])
+
+
+def test_expanded_tiles_give_the_same_proofs_and_cache_is_bounded() -> None:
+    from tlog.tree import ExpandedTile, TileCache
+
+    leaves = _leaves(1100)
+    state, tiles = _build(leaves, 64)
+    cache = TileCache(capacity=2)
+    for m in range(0, 1100, 13):
+        want = tiles_for_inclusion(state, m, 1100) | tiles_for_consistency(state, max(1, m), 1100)
+        raw = TileTree(state, _fetch(tiles, want))
+        expanded = TileTree(state, {t: cache.put(t, bytes(tiles[(0, t)])) for t in want})
+        assert all(isinstance(x, ExpandedTile) for x in expanded.tiles.values())
+        assert expanded.inclusion_proof(m, 1100) == raw.inclusion_proof(m, 1100)
+        assert expanded.consistency_proof(max(1, m), 1100) == raw.consistency_proof(max(1, m), 1100)
+    assert len(cache._tiles) == 2
+    # A partial tile is handed back as raw bytes and not cached.
+    assert cache.put(4, bytes(tiles[(0, 4)])) == bytes(tiles[(0, 4)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 import stat
 import time
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from tlog.timestamp import sign_set
 from tlog.tree import (
     TILE_HEIGHT,
     TILE_WIDTH,
+    ExpandedTile,
+    TileCache,
     TileTree,
     TreeState,
     tiles_for_consistency,
@@ -94,6 +97,8 @@ class Log:
         self.origin = origin
         self.sequencer = sequencer
         self.created_key = False
+        self.tile_cache = TileCache()
+        self._sets: OrderedDict[int, bytes] = OrderedDict()
 
     @classmethod
     async def open(cls, config: LogConfig) -> Log:
@@ -168,12 +173,33 @@ class Log:
 
     # -- reads ----------------------------------------------------------------------------
     async def _tree(self, head: Published, tiles: set[int]) -> TileTree:
-        """Fetch the level-0 tiles a computation needs (those the last batch did not hand us)."""
-        fetched = dict(head.fresh_tiles)
-        missing = tiles - fetched.keys()
+        """Fetch the level-0 tiles a computation needs: from the expanded-tile cache, from
+        the last batch's tiles, else from storage in one query."""
+        fetched: dict[int, bytes | ExpandedTile] = {}
+        missing = set()
+        for t in tiles:
+            cached = self.tile_cache.get(t)
+            if cached is not None:
+                fetched[t] = cached
+            elif t in head.fresh_tiles:
+                fetched[t] = self.tile_cache.put(t, head.fresh_tiles[t])
+            else:
+                missing.add(t)
         if missing:
-            fetched.update(await self.storage.read_leaf_tiles(missing))
+            for t, data in (await self.storage.read_leaf_tiles(missing)).items():
+                fetched[t] = self.tile_cache.put(t, data)
         return TileTree(head.state, fetched)
+
+    def _set(self, index: int, integrated_time: int, body: bytes) -> bytes:
+        """The entry's SET: signed once, then served from a small cache (an entry's SET
+        payload never changes; re-signing it per read only burns CPU)."""
+        hit = self._sets.get(index)
+        if hit is None:
+            hit = sign_set(self.key, body, integrated_time, self.log_id_hex, index)
+            self._sets[index] = hit
+            if len(self._sets) > 65536:
+                self._sets.popitem(last=False)
+        return hit
 
     async def _log_entry(self, index: int, integrated_time: int, body: bytes,
                          head: Published) -> dict[str, Any]:
@@ -181,7 +207,7 @@ class Log:
         tree = await self._tree(head, tiles_for_inclusion(head.state, index, size))
         proof = rekor.InclusionProof(index, size, head.root, tree.inclusion_proof(index, size),
                                      head.note)
-        set_sig = sign_set(self.key, body, integrated_time, self.log_id_hex, index)
+        set_sig = self._set(index, integrated_time, body)
         return rekor.log_entry(leaf_hash(body), body, integrated_time, self.log_id, index,
                                set_sig, proof)
 

@@ -155,8 +155,7 @@ class Storage:
 
     # -- identity -------------------------------------------------------------------------
     async def get_meta(self) -> dict[str, str]:
-        async with self._w.execute("SELECT key, value FROM meta") as cur:
-            return {k: v for k, v in await cur.fetchall()}
+        return {k: v for k, v in await self._w.execute_fetchall("SELECT key, value FROM meta")}
 
     async def init_meta(self, values: dict[str, str]) -> None:
         """Record the log's identity once, when the log is created."""
@@ -174,8 +173,7 @@ class Storage:
     async def recover(self) -> RecoveredTree:
         cp = await self.latest_checkpoint()
         size = cp.size if cp else 0
-        async with self._w.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries") as cur:
-            (stored,) = await cur.fetchone()  # type: ignore[misc]
+        ((stored,),) = await self._w.execute_fetchall("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
         if stored != size:
             raise StorageError(
                 f"database holds {stored} entries but its latest checkpoint is at size {size}")
@@ -232,10 +230,9 @@ class Storage:
         conn = self._w if writer else self._r
         wanted = {key_prefix(h): h for h in leaf_hashes}
         marks = ",".join("?" * len(wanted))
-        async with conn.execute(
-                f"SELECT l.idx, e.body FROM leaf_index l JOIN entries e ON e.idx = l.idx "
-                f"WHERE l.prefix IN ({marks})", list(wanted)) as cur:
-            rows = await cur.fetchall()
+        rows = await conn.execute_fetchall(
+            f"SELECT l.idx, e.body FROM leaf_index l JOIN entries e ON e.idx = l.idx "
+            f"WHERE l.prefix IN ({marks})", list(wanted))
         found: dict[bytes, int] = {}
         want = set(leaf_hashes)
         for idx, body in rows:
@@ -249,31 +246,28 @@ class Storage:
         if not indexes:
             return {}
         marks = ",".join("?" * len(indexes))
-        async with self._r.execute(
-                f"SELECT idx, integrated_time, body FROM entries WHERE idx IN ({marks})",
-                list(indexes)) as cur:
-            return {i: (t, b) for i, t, b in await cur.fetchall()}
+        rows = await self._r.execute_fetchall(
+            f"SELECT idx, integrated_time, body FROM entries WHERE idx IN ({marks})", list(indexes))
+        return {i: (t, b) for i, t, b in rows}
 
     async def read_entry_range(self, start: int, end: int) -> list[bytes]:
-        async with self._r.execute(
-                "SELECT body FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)) as cur:
-            return [b for (b,) in await cur.fetchall()]
+        rows = await self._r.execute_fetchall(
+            "SELECT body FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
+        return [b for (b,) in rows]
 
     async def search(self, keys: Sequence[int]) -> list[int]:
         """Candidate indexes for search keys (callers confirm against the bodies)."""
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
-        async with self._r.execute(
-                f"SELECT DISTINCT idx FROM search_index WHERE key IN ({marks}) ORDER BY idx",
-                list(keys)) as cur:
-            return [i for (i,) in await cur.fetchall()]
+        rows = await self._r.execute_fetchall(
+            f"SELECT DISTINCT idx FROM search_index WHERE key IN ({marks}) ORDER BY idx", list(keys))
+        return [i for (i,) in rows]
 
     async def _read_tile(self, conn: aiosqlite.Connection, level: int, index: int) -> bytes:
-        async with conn.execute(
-                "SELECT start, hashes FROM tiles WHERE level = ? AND idx = ? ORDER BY start",
-                (level, index)) as cur:
-            return _join_chunks(await cur.fetchall(), f"{level}/{index}")
+        rows = await conn.execute_fetchall(
+            "SELECT start, hashes FROM tiles WHERE level = ? AND idx = ? ORDER BY start", (level, index))
+        return _join_chunks(rows, f"{level}/{index}")
 
     async def read_tile(self, level: int, index: int) -> bytes:
         """All stored hashes of a tile (a full tile is 256 × 32 bytes)."""
@@ -285,20 +279,18 @@ class Storage:
         if not wanted:
             return {}
         marks = ",".join("?" * len(wanted))
-        async with self._r.execute(
-                f"SELECT idx, start, hashes FROM tiles WHERE level = 0 AND idx IN ({marks}) "
-                f"ORDER BY idx, start", wanted) as cur:
-            rows = await cur.fetchall()
+        rows = await self._r.execute_fetchall(
+            f"SELECT idx, start, hashes FROM tiles WHERE level = 0 AND idx IN ({marks}) "
+            f"ORDER BY idx, start", wanted)
         by_tile: dict[int, list[tuple[int, bytes]]] = {}
         for idx, start, hashes in rows:
             by_tile.setdefault(idx, []).append((start, hashes))
         return {t: _join_chunks(chunks, f"0/{t}") for t, chunks in by_tile.items()}
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        async with self._w.execute(
-                "SELECT size, root, note, created FROM checkpoints ORDER BY size DESC LIMIT 1") as cur:
-            row = await cur.fetchone()
-        return StoredCheckpoint(*row) if row else None
+        rows = await self._w.execute_fetchall(
+            "SELECT size, root, note, created FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return StoredCheckpoint(*rows[0]) if rows else None
 
 
 def _fsync_dir(path: Path) -> None:

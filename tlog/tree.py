@@ -13,6 +13,7 @@ level-0 tiles a proof needs, the caller reads them in one batch, `TileTree` fold
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -171,6 +172,56 @@ def tiles_for_consistency(state: TreeState, size1: int, size2: int) -> set[int]:
     return _tiles_for_ranges(state, ranges) | _tiles_for_ranges(state, [(0, size1)])
 
 
+class ExpandedTile:
+    """Every node of one full level-0 tile, levels 0–7, computed once (255 hashes).
+
+    Full tiles never change, so their expansion can be cached for as long as memory allows:
+    a proof then costs lookups only.
+    """
+
+    __slots__ = ("levels",)
+
+    def __init__(self, leaves: bytes) -> None:
+        if len(leaves) != TILE_WIDTH * HASH_SIZE:
+            raise ValueError("only a full tile can be expanded")
+        levels = [leaves]
+        cur = leaves
+        for _ in range(1, TILE_HEIGHT):
+            cur = b"".join(node_hash(cur[i:i + HASH_SIZE], cur[i + HASH_SIZE:i + 2 * HASH_SIZE])
+                           for i in range(0, len(cur), 2 * HASH_SIZE))
+            levels.append(cur)
+        self.levels = levels
+
+    def node(self, level: int, offset: int) -> bytes:
+        """The node at `level`, `offset` nodes from the tile's left edge."""
+        return self.levels[level][offset * HASH_SIZE:(offset + 1) * HASH_SIZE]
+
+
+class TileCache:
+    """An LRU of expanded full tiles (about 16 KiB each)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._tiles: OrderedDict[int, ExpandedTile] = OrderedDict()
+
+    def get(self, index: int) -> ExpandedTile | None:
+        tile = self._tiles.get(index)
+        if tile is not None:
+            self._tiles.move_to_end(index)
+        return tile
+
+    def put(self, index: int, leaves: bytes) -> ExpandedTile | bytes:
+        """Expand and keep a full tile; a partial one is returned as is, uncached."""
+        if len(leaves) != TILE_WIDTH * HASH_SIZE:
+            return leaves
+        tile = self._tiles.get(index) or ExpandedTile(leaves)
+        self._tiles[index] = tile
+        self._tiles.move_to_end(index)
+        while len(self._tiles) > self.capacity:
+            self._tiles.popitem(last=False)
+        return tile
+
+
 class TileTree(BaseMerkleTree):
     """pymerkle's BaseMerkleTree over a `TreeState` snapshot plus fetched level-0 tiles.
 
@@ -179,7 +230,8 @@ class TileTree(BaseMerkleTree):
     come from tiles. Read-only: the sequencer appends through `TreeState.extended`.
     """
 
-    def __init__(self, state: TreeState, tiles: Mapping[int, bytes] | None = None) -> None:
+    def __init__(self, state: TreeState,
+                 tiles: Mapping[int, bytes | ExpandedTile] | None = None) -> None:
         super().__init__("sha256")
         self.state = state
         self.tiles = tiles or {}
@@ -202,6 +254,8 @@ class TileTree(BaseMerkleTree):
         data = self.tiles.get(tile)
         if data is None:
             raise MissingTile(tile)
+        if isinstance(data, ExpandedTile):
+            data = data.levels[0]
         pos = (offset & (TILE_WIDTH - 1)) * HASH_SIZE
         if pos + width * HASH_SIZE > len(data):
             raise MissingTile(tile)
@@ -212,7 +266,10 @@ class TileTree(BaseMerkleTree):
         found = self.state.node(level, offset >> level)
         if found is not None:
             return found
-        # Below level 8 in an older tile: fold the tile's leaves (pymerkle's own loop).
+        tile = self.tiles.get(offset >> TILE_HEIGHT)
+        if isinstance(tile, ExpandedTile):
+            return tile.node(level, (offset & (TILE_WIDTH - 1)) >> level)
+        # Below level 8 in a partial older tile: fold its leaves (pymerkle's own loop).
         return self._get_subroot_uncached(offset, width)
 
     # -- RFC 9162 proofs ------------------------------------------------------------------
