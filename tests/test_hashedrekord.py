@@ -860,3 +860,17 @@ def test_sigstore_python_request_is_accepted_and_its_body_check_passes() -> None
     _with((*HASH, "value"), str.upper)(submitted)
     again = parse_request(submitted)
     assert rekor_types.Hashedrekord.model_validate_json(again.canonical_body()) == model
+
+
+@given(algorithm=st.sampled_from(["sha256", "sha384", "sha512"]), digest=st.binary(min_size=32, max_size=64),
+       signature=st.binary(min_size=1, max_size=600), pem=st.binary(min_size=1, max_size=3000),
+       cert=st.booleans())
+def test_canonical_body_is_exactly_rfc8785(algorithm: str, digest: bytes, signature: bytes,
+                                           pem: bytes, cert: bool) -> None:
+    import rfc8785
+    entry = HashedRekord(algorithm, digest, signature, pem, cert)
+    want = rfc8785.dumps({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+        "data": {"hash": {"algorithm": algorithm, "value": digest.hex()}},
+        "signature": {"content": base64.b64encode(signature).decode(),
+                      "publicKey": {"content": base64.b64encode(pem).decode()}}}})
+    assert entry.canonical_body() == want

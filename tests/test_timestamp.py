@@ -185,3 +185,17 @@ def test_sign_set_refuses_a_log_id_that_is_not_the_keys(key: LogKey) -> None:
 def test_payload_rejects_bad_fields(integrated_time: int, log_id: str, log_index: int) -> None:
     with pytest.raises(InvalidInput):
         set_payload(BODY, integrated_time, log_id, log_index)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(body=st.binary(max_size=300), t=st.integers(0, 2**53 - 1), i=st.integers(0, 2**53 - 1),
+       log_id=st.binary(min_size=32, max_size=32))
+def test_set_payload_is_exactly_rfc8785(body: bytes, t: int, i: int, log_id: bytes) -> None:
+    import base64 as b64
+
+    import rfc8785
+    want = rfc8785.dumps({"body": b64.b64encode(body).decode(), "integratedTime": t,
+                          "logID": log_id.hex(), "logIndex": i})
+    assert set_payload(body, t, log_id.hex(), i) == want

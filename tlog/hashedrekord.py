@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-import rfc8785
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -85,6 +84,12 @@ _PUBLIC_KEY_LABEL: Final = "PUBLIC KEY"
 _CERTIFICATE_LABEL: Final = "CERTIFICATE"
 
 
+_BODY_TEMPLATE = (
+    b'{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"%s",'
+    b'"value":"%s"}},"signature":{"content":"%s","publicKey":{"content":"%s"}}}}'
+)
+
+
 @dataclass(frozen=True)
 class HashedRekord:
     """A normalized hashedrekord v0.0.1 entry: what the log stores, as values.
@@ -112,20 +117,15 @@ class HashedRekord:
         cached = self.__dict__.get("_canonical_body")
         if cached is not None:
             return cached
-        body = rfc8785.dumps(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "spec": {
-                    "data": {"hash": {"algorithm": self.algorithm, "value": self.digest.hex()}},
-                    "signature": {
-                        "content": base64.b64encode(self.signature).decode("ascii"),
-                        "publicKey": {
-                            "content": base64.b64encode(self.public_key_pem).decode("ascii")
-                        },
-                    },
-                },
-            }
+        # Every member is a fixed name or a hex/base64 string, which RFC 8785 writes as is
+        # (no escapes), in this member order (RFC 8785 §3.2.3 sorts by UTF-16 code unit).
+        # Formatting directly is ~20× cheaper than rfc8785.dumps on the submission path;
+        # tests pin the two byte-equal.
+        body = _BODY_TEMPLATE % (
+            self.algorithm.encode("ascii"),
+            self.digest.hex().encode("ascii"),
+            base64.b64encode(self.signature),
+            base64.b64encode(self.public_key_pem),
         )
         self.__dict__["_canonical_body"] = body
         return body
@@ -140,8 +140,12 @@ class HashedRekord:
         Keyed on the key, not the PEM bytes as Rekor's index is, so that searching with a
         key finds entries submitted with a certificate for that key, and the reverse.
         """
-        label, der = _parse_pem(self.public_key_pem, "publicKey")
-        return _fingerprint(_load_public_key(label, der, "publicKey"))
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            label, der = _parse_pem(self.public_key_pem, "publicKey")
+            cached = _fingerprint(_load_public_key(label, der, "publicKey"))
+            self.__dict__["_fingerprint"] = cached
+        return cached
 
 
 def parse_request(obj: object) -> HashedRekord:
@@ -160,6 +164,7 @@ def parse_request(obj: object) -> HashedRekord:
         )
     _check_supported(key, _PUBLIC_KEY_CONTENT)
     _verify(key, entry)
+    entry.__dict__["_fingerprint"] = _fingerprint(key)  # the key is parsed already
     return entry
 
 
@@ -223,6 +228,28 @@ def public_key_fingerprint_of_pem(pem: bytes | str) -> bytes:
         data = _decode_base64(data.decode("ascii"), path)
     label, der = _parse_pem(data, path)
     return _fingerprint(_load_public_key(label, der, path))
+
+
+def proposed_entry(
+    algorithm: str, digest: bytes, signature: bytes, public_key_pem: bytes
+) -> dict[str, object]:
+    """The `POST /api/v1/log/entries` body (Rekor's ProposedEntry) for a signature over
+    a digest, made with the key in `public_key_pem` (a PEM public key or certificate).
+
+    The inverse of parse_request: the log normalizes it into the canonical body. Nothing is
+    checked here; call parse_request on the result to check it before sending.
+    """
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "spec": {
+            "data": {"hash": {"algorithm": algorithm, "value": digest.hex()}},
+            "signature": {
+                "content": base64.b64encode(signature).decode("ascii"),
+                "publicKey": {"content": base64.b64encode(public_key_pem).decode("ascii")},
+            },
+        },
+    }
 
 
 # --- parsing ----------------------------------------------------------------------------

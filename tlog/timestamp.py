@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import re
 
-import rfc8785
-
 from tlog.errors import InvalidInput, VerificationError
 from tlog.keys import LogKey, LogPublicKey
 
@@ -36,14 +34,11 @@ def set_payload(body: bytes, integrated_time: int, log_id_hex: str, log_index: i
     _check_uint(log_index, "logIndex")
     if not _LOG_ID_HEX.fullmatch(log_id_hex):
         raise InvalidInput("logID must be 64 lower-case hex digits (SHA-256 of the log key)")
-    return rfc8785.dumps(
-        {
-            "body": base64.b64encode(body).decode("ascii"),
-            "integratedTime": integrated_time,
-            "logID": log_id_hex,
-            "logIndex": log_index,
-        }
-    )
+    # body is base64 and logID hex: RFC 8785 writes both as is, and integers below 2^53
+    # as plain decimals, with members in this (sorted) order — so formatting directly
+    # gives the canonical bytes, far cheaper than rfc8785.dumps (tests pin the equality).
+    return b'{"body":"%s","integratedTime":%d,"logID":"%s","logIndex":%d}' % (
+        base64.b64encode(body), integrated_time, log_id_hex.encode("ascii"), log_index)
 
 
 def sign_set(
