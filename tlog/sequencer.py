@@ -16,11 +16,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tlog.checkpoint import Checkpoint, sign_checkpoint
 from tlog.errors import TlogError
+from tlog.guard import CheckpointGuard, ForkRefused
 from tlog.keys import LogKey
 from tlog.storage import NewEntry, Storage, StorageError, StoredCheckpoint
-from tlog.tree import TILE_HEIGHT, TILE_WIDTH, TreeState
+from tlog.tree import TILE_HEIGHT, TILE_WIDTH, TileTree, TreeState
 
 log = logging.getLogger("tlog.sequencer")
 
@@ -87,6 +87,7 @@ class Sequencer:
         self.key = key
         self.origin = origin
         self.head = head
+        self.guard = CheckpointGuard(key, origin, head.state.size, head.root)
         self.batch_size = batch_size
         self.batch_ms = batch_ms
         self.max_pending = max_pending
@@ -96,6 +97,9 @@ class Sequencer:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        # Set when the signing guard refused a head: memory no longer matches what was
+        # signed, so no further write is safe until a restart reloads it from storage.
+        self.halted: str | None = None
 
     @property
     def pending(self) -> int:
@@ -114,6 +118,8 @@ class Sequencer:
     async def submit(self, entry: Admitted) -> Sequenced:
         if self._closing:
             raise Unavailable("the log is shutting down")
+        if self.halted:
+            raise Unavailable(f"writes are stopped: {self.halted}; the operator must restart the log")
         if len(self._queue) >= self.max_pending:
             raise Overloaded(f"{len(self._queue)} submissions are already waiting")
         fut: asyncio.Future[Sequenced] = asyncio.get_running_loop().create_future()
@@ -160,9 +166,18 @@ class Sequencer:
                 accepted.append(p)
         if accepted:
             now = int(self._clock())
-            new_state, writes = old.extended(p.entry.leaf_hash for p in accepted)
+            leaves = [p.entry.leaf_hash for p in accepted]
+            new_state, writes = old.extended(leaves)
             root = new_state.root()
-            note = sign_checkpoint(Checkpoint(self.origin, new_state.size, root), self.key)
+            fresh = _fresh_tiles(old, leaves)
+            proof = TileTree(new_state, fresh).consistency_proof(old.size, new_state.size) if old.size else []
+            try:
+                note = self.guard.sign(new_state.size, root, proof)
+            except ForkRefused as e:
+                new_state.truncate_to(old)
+                self.halted = str(e)
+                log.critical("signing guard refused a checkpoint; writes stopped: %s", e)
+                raise Unavailable(f"writes are stopped: {e}") from e
             entries = [NewEntry(old.size + i, p.entry.body, p.entry.leaf_hash, p.entry.search_keys)
                        for i, p in enumerate(accepted)]
             try:
@@ -170,10 +185,10 @@ class Sequencer:
                     entries, now, writes, StoredCheckpoint(new_state.size, root, note, now))
             except BaseException as e:
                 new_state.truncate_to(old)
+                self.guard.rollback(old.size, self.head.root)
                 if isinstance(e, StorageError):
                     raise Unavailable(f"the log cannot store entries right now: {e}") from e
                 raise
-            fresh = _fresh_tiles(old, [p.entry.leaf_hash for p in accepted])
             self.head = Published(new_state, root, note, fresh)
             self.batches += 1
             for i, p in enumerate(accepted):
