@@ -27,13 +27,24 @@ from cli.main import main
               help="Queued submissions beyond which the log answers 503.")
 @click.option("--max-body", type=click.IntRange(1024, 16 << 20), default=64 * 1024, show_default=True,
               help="Largest request body, in bytes (413 beyond).")
+@click.option("--rate-limit", type=click.FloatRange(0, 1e6), default=0.0, show_default=True,
+              help="Submissions per second per client address (0: unlimited); 429 beyond.")
+@click.option("--rate-burst", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
+              help="Submissions a client may send at once before --rate-limit applies.")
+@click.option("--request-timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True,
+              help="Seconds a client has to send its request headers and body (408 beyond).")
+@click.option("--max-header-size", type=click.IntRange(256, 1 << 20), default=8190, show_default=True,
+              help="Longest request line or header field, in bytes (400 beyond).")
 def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: str,
-          batch_size: int, batch_ms: float, max_pending: int, max_body: int) -> None:
+          batch_size: int, batch_ms: float, max_pending: int, max_body: int, rate_limit: float,
+          rate_burst: int, request_timeout: float, max_header_size: int) -> None:
     """Run the log server."""
+    from tlog.api import ApiLimits
     from tlog.log import LogConfig
     from tlog.server import serve as run
 
     url = public_url or f"http://{host}:{port}"
     config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,  # type: ignore[arg-type]
                        batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending)
-    asyncio.run(run(config, host, port, max_body=max_body))
+    limits = ApiLimits(max_body=max_body, rate=rate_limit, burst=rate_burst, body_timeout=request_timeout)
+    asyncio.run(run(config, host, port, limits=limits, max_header_size=max_header_size))

@@ -26,10 +26,11 @@ async def open_log(tmp_path: Path, aiohttp_client) -> AsyncIterator[Callable[...
 
     async def factory(data_dir: Path | None = None, **kw) -> LogClient:
         max_body = kw.pop("max_body", None)
+        limits = kw.pop("limits", None)
         config = LogConfig(data_dir=data_dir or tmp_path / "data", **kw)
         lg = await Log.open(config)
         opened.append(lg)
-        app = make_app(lg) if max_body is None else make_app(lg, max_body=max_body)
+        app = make_app(lg, limits, max_body=max_body)
         return lg, await aiohttp_client(app)
 
     yield factory

@@ -7,11 +7,15 @@ unexpected exception is logged and answered 500 without a stack trace.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -19,14 +23,34 @@ from aiohttp import web
 from tlog import hashedrekord, rekor
 from tlog.errors import InvalidInput
 from tlog.log import Log
+from tlog.ratelimit import TokenBuckets
 from tlog.sequencer import Duplicate, Overloaded, Unavailable
 from tlog.tiles import parse_tile_path
 
 log = logging.getLogger("tlog.api")
 
-LOG_KEY: web.AppKey[Log] = web.AppKey("log", Log)
-MAX_BODY_KEY: web.AppKey[int] = web.AppKey("max_body", int)
 DEFAULT_MAX_BODY = 64 * 1024  # DESIGN §3: 413 beyond it
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Limits on what one request or one client may cost (issue 5 §6)."""
+
+    max_body: int = DEFAULT_MAX_BODY  # bytes; 413 beyond
+    rate: float = 0.0  # submissions per second per client address; 0 = unlimited
+    burst: int = 20  # submissions a client may make at once before the rate applies
+    body_timeout: float = 30.0  # seconds to receive a request body; 408 beyond
+
+
+class RateLimited(InvalidInput):
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many submissions from this client: retry in {wait:.1f} s", 429)
+        self.retry_after = max(1, math.ceil(wait))
+
+
+LOG_KEY: web.AppKey[Log] = web.AppKey("log", Log)
+LIMITS_KEY: web.AppKey[ApiLimits] = web.AppKey("limits", ApiLimits)
+BUCKETS_KEY: web.AppKey[TokenBuckets | None] = web.AppKey("buckets", object)  # type: ignore[arg-type]
 MAX_RETRIEVE = 10  # Rekor's SearchLogQuery: at most 10 UUIDs and 10 indexes
 _JSON = "application/json"
 _HASH_QUERY = re.compile(r"(?:(sha256|sha384|sha512):)?([0-9a-fA-F]+)")
@@ -48,6 +72,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except RateLimited as e:
+        return _error(429, str(e), {"Retry-After": str(e.retry_after)})
     except InvalidInput as e:
         return _error(e.status, str(e))
     except Duplicate as e:
@@ -57,7 +83,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Unavailable as e:
         return _error(503, str(e), {"Retry-After": "5"})
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"request body too large: the limit is {request.app[MAX_BODY_KEY]} bytes")
+        return _error(413, f"request body too large: the limit is {request.app[LIMITS_KEY].max_body} bytes")
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -71,7 +97,11 @@ async def _read_json(request: web.Request) -> Any:
     ctype = request.content_type
     if request.headers.get("Content-Type") and ctype != _JSON:
         raise InvalidInput(f"Content-Type must be {_JSON}, got {ctype!r}", 415)
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(request.app[LIMITS_KEY].body_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise InvalidInput("the request body did not arrive in time", 408) from None
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
@@ -99,6 +129,11 @@ def _log(request: web.Request) -> Log:
 
 # -- routes -------------------------------------------------------------------------------
 async def create_entry(request: web.Request) -> web.Response:
+    buckets = request.app[BUCKETS_KEY]
+    if buckets is not None:
+        wait = buckets.take(request.remote or "unknown")
+        if wait > 0:
+            raise RateLimited(wait)
     entry = await _log(request).submit(await _read_json(request))
     uuid = next(iter(entry))
     return _json(entry, 201, {"Location": rekor.entry_path(uuid), "ETag": uuid})
@@ -225,14 +260,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready while the database answers and the sequencer can write (issue 7: /readyz)."""
     lg = _log(request)
+    problem = await lg.health_problem()
+    if problem:
+        return _error(503, f"not ready: {problem}")
     return _json({"status": "ready", "treeSize": lg.head.state.size})
 
 
-def make_app(lg: Log, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body)
+def make_app(lg: Log, limits: ApiLimits | None = None, *, max_body: int | None = None) -> web.Application:
+    limits = limits or ApiLimits()
+    if max_body is not None:
+        limits = dataclasses.replace(limits, max_body=max_body)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=limits.max_body)
     app[LOG_KEY] = lg
-    app[MAX_BODY_KEY] = max_body
+    app[LIMITS_KEY] = limits
+    app[BUCKETS_KEY] = TokenBuckets(limits.rate, limits.burst) if limits.rate > 0 else None
     p = rekor.API_PREFIX
     app.router.add_post(f"{p}/log/entries", create_entry)
     app.router.add_get(f"{p}/log/entries", get_entry_by_index)

@@ -7,6 +7,7 @@ level-0 tiles a proof needs, read them in one query, fold them with the tree eng
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections import OrderedDict
@@ -290,6 +291,19 @@ class Log:
                 return b"".join(head.state.tail[0][:ref.width])
             return (await self.storage.read_tile(0, ref.index))[:ref.width * 32]
         return b"".join(head.state.upper[TILE_HEIGHT * ref.level - TILE_HEIGHT][start:start + ref.width])
+
+    async def health_problem(self) -> str | None:
+        """Why the log cannot serve writes now, or None: halted by the signing guard, the
+        last batch failed to store, or the database does not answer."""
+        if self.sequencer.halted:
+            return f"writes are stopped: {self.sequencer.halted}"
+        if self.sequencer.last_error:
+            return f"the last batch could not be stored: {self.sequencer.last_error}"
+        try:
+            await asyncio.wait_for(self.storage.ping(), timeout=2)
+        except (TlogError, TimeoutError) as e:
+            return f"the database does not answer: {e}"
+        return None
 
     def public_key_pem(self) -> bytes:
         return self.public_key.pem()

@@ -100,6 +100,7 @@ class Sequencer:
         # Set when the signing guard refused a head: memory no longer matches what was
         # signed, so no further write is safe until a restart reloads it from storage.
         self.halted: str | None = None
+        self.last_error: str | None = None  # why the last batch failed; None once one succeeds
 
     @property
     def pending(self) -> int:
@@ -141,8 +142,10 @@ class Sequencer:
             batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
             try:
                 await self._commit(batch)
+                self.last_error = None
             except Exception as e:  # answer every waiter; the loop itself must survive
                 log.error("batch of %d not stored: %s", len(batch), e)
+                self.last_error = str(e)
                 err = e if isinstance(e, TlogError) else Unavailable(f"internal error: {e}")
                 for p in batch:
                     if not p.future.done():

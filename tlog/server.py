@@ -8,20 +8,24 @@ import signal
 
 from aiohttp import web
 
-from tlog.api import make_app
+from tlog.api import ApiLimits, make_app
 from tlog.log import Log, LogConfig
 
 log = logging.getLogger("tlog")
 
 
-async def serve(config: LogConfig, host: str, port: int, *, max_body: int | None = None,
-                ready: asyncio.Event | None = None) -> None:
+async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | None = None,
+                max_header_size: int = 8190, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then stop accepting, finish the queued batch, exit."""
     lg = await Log.open(config)
     if lg.created_key:
         log.info("created a new %s log key in %s", config.key_type, config.data_dir / "log.key")
-    app = make_app(lg) if max_body is None else make_app(lg, max_body=max_body)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app = make_app(lg, limits)
+    # Header limits are enforced by aiohttp's parser (400 beyond); an idle or stalled
+    # connection is closed after the request timeout (keep-alive timer).
+    timeout = (limits or ApiLimits()).body_timeout
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, max_line_size=max_header_size,
+                           max_field_size=max_header_size, keepalive_timeout=timeout)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -222,6 +222,12 @@ class Storage:
         """Store a checkpoint on its own (the first one, of the empty tree)."""
         await self.append_batch([], checkpoint.created, [], checkpoint)
 
+    async def ping(self) -> None:
+        try:
+            await self._r.execute_fetchall("SELECT 1 FROM checkpoints LIMIT 1")
+        except sqlite3.Error as e:
+            raise StorageError(str(e)) from e
+
     # -- reads ----------------------------------------------------------------------------
     async def find_leaves(self, leaf_hashes: Sequence[bytes], *, writer: bool = False) -> dict[bytes, int]:
         """Indexes of the entries whose leaf hash is one of `leaf_hashes`."""
