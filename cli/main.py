@@ -42,5 +42,5 @@ def main(verbose: bool) -> None:
 
 
 # Commands live one module per concern; importing them registers them on `main`.
-from cli import bench_cmd, serve_cmd  # noqa: E402,F401
+from cli import bench_cmd, keys_cmd, query_cmd, serve_cmd, sign_cmd, trust_cmd, verify_cmd  # noqa: E402,F401
 

@@ -1,0 +1,128 @@
+"""`tlog get`, `tlog search`, `tlog info`: read the log, checking what it says against the
+pinned key."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from cli.common import (
+    echo_json,
+    file_sha256,
+    json_option,
+    log_url_option,
+    read_file,
+    selected_log,
+    trust_option,
+    with_client,
+)
+from cli.main import main
+from tlog.errors import InvalidInput
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@main.command()
+@click.option("--index", type=click.IntRange(0), default=None, help="The entry's log index.")
+@click.option("--uuid", default=None, help="The entry's UUID (64 hex, or Rekor's 80-hex form).")
+@log_url_option
+@trust_option
+@json_option
+def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Path | None,
+        as_json: bool) -> None:
+    """Fetch one entry and verify it (SET, inclusion proof, checkpoint) with the pinned key."""
+    from tlog.rekor import parse_uuid
+    from tlog.verify import CheckFailed, verify_log_entry
+
+    if (index is None) == (uuid is None):
+        raise click.UsageError("give exactly one of --index or --uuid")
+    want_uuid = parse_uuid(uuid.strip()).hex() if uuid is not None else None
+    log = selected_log(trust_file, log_url)
+    answer = with_client(log.url, lambda c: c.entry_by_index(index) if index is not None
+                         else c.entry_by_uuid(uuid.strip()))  # type: ignore[union-attr]
+    verified = verify_log_entry(answer, log)
+    e = verified.entry
+    if (index is not None and e.log_index != index) or (want_uuid and e.uuid != want_uuid):
+        raise CheckFailed("entry", f"the log answered with entry {e.log_index} ({e.uuid}), "
+                                   "not the one asked for")
+    if as_json:
+        echo_json(answer)
+        return
+    from tlog.hashedrekord import parse_body
+
+    record = parse_body(e.body)
+    when = datetime.fromtimestamp(e.integrated_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    key = "certificate" if record.is_certificate else "public key"
+    rows = [
+        ("uuid", e.uuid),
+        ("integrated", f"{when} ({e.integrated_time})"),
+        ("kind", f"{e.kind} {e.version}"),
+        ("artifact", record.artifact_key()),
+        (key, "SHA256:" + record.public_key_fingerprint().hex()),
+        ("verified", f"SET, inclusion proof in tree size {verified.checkpoint.size}, "
+                     "checkpoint signed by the pinned key"),
+    ]
+    click.echo(f"Entry {e.log_index} in log {log.name}")
+    for label, value in rows:
+        click.echo(f"  {label:<12} {value}")
+
+
+@main.command()
+@click.option("--artifact", type=click.Path(path_type=Path), default=None,
+              help="Entries for this file's SHA-256.")
+@click.option("--sha256", "sha256", metavar="HEX", default=None, help="Entries for this digest.")
+@click.option("--public-key", type=click.Path(path_type=Path), default=None,
+              help="Entries signed with this key (PEM).")
+@log_url_option
+@trust_option
+@json_option
+def search(artifact: Path | None, sha256: str | None, public_key: Path | None,
+           log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
+    """List the UUIDs of the entries for an artifact, a digest or a public key."""
+    if sum(x is not None for x in (artifact, sha256, public_key)) != 1:
+        raise click.UsageError("give exactly one of --artifact, --sha256 or --public-key")
+    digest = pem = None
+    if artifact is not None:
+        digest = file_sha256(artifact).hex()
+    elif sha256 is not None:
+        digest = sha256.strip().lower().removeprefix("sha256:")
+        if not _HEX64.fullmatch(digest):
+            raise InvalidInput(f"--sha256 must be 64 hex digits, got {sha256!r}")
+    else:
+        assert public_key is not None
+        pem = read_file(public_key, "public key")
+    log = selected_log(trust_file, log_url)
+    uuids = with_client(log.url, lambda c: c.search(sha256=digest, public_key_pem=pem))
+    if as_json:
+        echo_json(uuids)
+        return
+    if not uuids:
+        click.echo("No entries found.", err=True)
+    for u in uuids:
+        click.echo(u)
+
+
+@main.command()
+@log_url_option
+@trust_option
+@json_option
+def info(log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
+    """Show the log's tree size, root hash and checkpoint, verified with the pinned key."""
+    from tlog.verify import verify_log_info
+
+    log = selected_log(trust_file, log_url)
+    answer = with_client(log.url, lambda c: c.log_info())
+    cp = verify_log_info(answer, log)
+    if as_json:
+        echo_json({"url": log.url, "name": log.name, "logID": log.log_id_hex,
+                   "treeSize": cp.size, "rootHash": cp.root_hash.hex(),
+                   "checkpoint": answer["signedTreeHead"]})
+        return
+    click.echo(f"Log {log.name} at {log.url}")
+    click.echo(f"  tree size   {cp.size}")
+    click.echo(f"  root hash   {cp.root_hash.hex()}")
+    click.echo(f"  logID       {log.log_id_hex}")
+    click.echo("  checkpoint  verified with the pinned key")

@@ -1,0 +1,132 @@
+"""`tlog trust`: pin logs' keys, and print them as a Sigstore trusted root."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from cli.common import (
+    echo_json,
+    json_option,
+    pinned_logs,
+    read_file,
+    selected_log,
+    trust_option,
+    trust_path,
+    with_client,
+)
+from cli.main import main
+from tlog.errors import TlogError
+
+if TYPE_CHECKING:
+    from tlog.client import LogClient
+    from tlog.keys import LogPublicKey
+
+
+@main.group()
+def trust() -> None:
+    """Pin the keys of the logs you trust (the trust file), or print them for Sigstore."""
+
+
+@trust.command("add")
+@click.argument("url")
+@click.option("--log-key", type=click.Path(path_type=Path), default=None,
+              metavar="PEM", help="The log's public key, obtained out of band. Without it, "
+              "the key is fetched from the log once: trust on first use.")
+@click.option("--name", default=None, help="The log's name (its checkpoint origin). "
+              "Default: read from the log's signed checkpoint.")
+@click.option("--force", is_flag=True, help="Replace a log pinned with another key or name.")
+@trust_option
+@json_option
+def trust_add(url: str, log_key: Path | None, name: str | None, force: bool,
+              trust_file: Path | None, as_json: bool) -> None:
+    """Pin the log at URL: its URL, name and public key go into the trust file."""
+    from tlog.checkpoint import validate_origin
+    from tlog.keys import LogPublicKey
+    from tlog.trust import TrustedLog, normalize_url, save_trust
+
+    url = normalize_url(url)
+    pub = LogPublicKey.from_pem(read_file(log_key, "log key")) if log_key else None
+    if pub is None or name is None:
+        pub, name = with_client(url, lambda c: _fetch_identity(c, pub, name))
+    validate_origin(name)
+    log = TrustedLog(url, name, pub)
+    path = trust_path(trust_file)
+    logs = pinned_logs(trust_file)
+    old = next((lg for lg in logs if lg.url == url), None)
+    if old is not None and old != log and not force:
+        raise TlogError(
+            f"{url} is already pinned as log {old.name} with logID {old.log_id_hex}, but it now "
+            f"presents log {name} with logID {log.log_id_hex}. A log's key should never change: "
+            "find out why before replacing it with --force")
+    if old != log:
+        save_trust(path, [lg for lg in logs if lg.url != url] + [log])
+    how = "key from " + str(log_key) if log_key else "fetched on first use"
+    if as_json:
+        echo_json({**log.to_json(), "trustFile": str(path), "trustOnFirstUse": log_key is None,
+                   "changed": old != log})
+        return
+    if old == log:
+        click.echo(f"{url} is already pinned: log {name}, logID {log.log_id_hex}")
+        return
+    click.echo(f"Pinned {url}: log {name}, logID {log.log_id_hex} ({how}), in {path}")
+    if log_key is None:
+        click.echo("This key was trusted on first use: compare the logID above with the one the "
+                   "log's operator publishes, or pin with --log-key PEM obtained out of band.")
+
+
+async def _fetch_identity(client: LogClient, pub: LogPublicKey | None,
+                          name: str | None) -> tuple[LogPublicKey, str]:
+    """The log's key (unless given) and its name, from a checkpoint signed by that key."""
+    from tlog.checkpoint import verify_checkpoint
+    from tlog.errors import VerificationError
+    from tlog.keys import LogPublicKey
+
+    if pub is None:
+        pub = LogPublicKey.from_pem(await client.public_key())
+    if name is None:
+        info = await client.log_info()
+        note = info.get("signedTreeHead") if isinstance(info, dict) else None
+        try:
+            name = verify_checkpoint(str(note).encode("utf-8"), pub).origin
+        except VerificationError as e:
+            raise TlogError(f"the log at {client.base_url} does not sign its checkpoints "
+                            f"with this key ({e}); check the URL and the key") from None
+    return pub, name
+
+
+@trust.command("list")
+@trust_option
+@json_option
+def trust_list(trust_file: Path | None, as_json: bool) -> None:
+    """Show the pinned logs."""
+    logs = pinned_logs(trust_file)
+    if as_json:
+        echo_json([lg.to_json() for lg in logs])
+        return
+    if not logs:
+        click.echo(f"No log is pinned in {trust_path(trust_file)}; run `tlog trust add URL`.")
+    for lg in logs:
+        click.echo(f"{lg.url}  log {lg.name}  logID {lg.log_id_hex}  ({lg.public_key.key_type})")
+
+
+@trust.command("root")
+@click.option("--log-url", metavar="URL", default=None,
+              help="Only this pinned log. Default: every pinned log.")
+@click.option("--valid-from", type=click.DateTime(), default=None,
+              help="Trust the keys for entries since this date (UTC). Default: no lower bound.")
+@trust_option
+def trust_root(log_url: str | None, valid_from: datetime | None, trust_file: Path | None) -> None:
+    """Print a Sigstore trusted root naming the pinned logs (for cosign, sigstore-python...)."""
+    from datetime import timezone
+
+    from tlog.trustroot import EPOCH, trusted_root
+
+    logs = [selected_log(trust_file, log_url)] if log_url else pinned_logs(trust_file)
+    if not logs:
+        raise TlogError("no log is pinned yet; run `tlog trust add URL` first")
+    start = valid_from.replace(tzinfo=timezone.utc) if valid_from else EPOCH
+    echo_json(trusted_root(logs, start))

@@ -1,0 +1,98 @@
+"""`tlog verify`: check a bundle against an artifact or image, a public key and a pinned log."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from cli.common import (
+    echo_json,
+    json_option,
+    pinned_logs,
+    read_file,
+    subject_of,
+    subject_options,
+    trust_option,
+    with_client,
+)
+from cli.main import main
+
+if TYPE_CHECKING:
+    from tlog.checkpoint import Checkpoint
+    from tlog.client import LogClient
+    from tlog.trust import TrustedLog
+
+
+@main.command()
+@subject_options("Verify")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
+              help="The signer's public key (PEM).")
+@click.option("--offline", is_flag=True,
+              help="Check the bundle alone; do not ask the log for a consistency proof.")
+@click.option("--log-url", metavar="URL", default=None,
+              help="The pinned log to check against. Default: $TLOG_URL, else the pinned log "
+              "whose logID the bundle names.")
+@trust_option
+@json_option
+def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path: Path | None,
+           offline: bool, log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
+    """Verify ARTIFACT (or --image) against its bundle, the signer's key and the pinned log.
+
+    Checks the signature, that the log entry records this digest, signature and key, the
+    inclusion proof, the checkpoint signature and the SET against the pinned log key, and
+    (unless --offline) that the log's current tree is consistent with the bundle's.
+    Exit 0 and "Verified OK" on success, exit 1 naming the failed check otherwise.
+    """
+    from tlog.bundle import parse_bundle
+    from tlog.errors import InvalidInput
+    from tlog.verify import CheckFailed, log_for_entry, verify_bundle
+
+    subject = subject_of(artifact, image)
+    path = bundle_path or subject.default_bundle
+    pem = read_file(key_path, "public key")
+    try:
+        try:
+            bundle = parse_bundle(read_file(path, "bundle"))
+        except InvalidInput as e:
+            raise CheckFailed("bundle", f"{path} is malformed: {e}") from None
+        log = log_for_entry(pinned_logs(trust_file), bundle.entry.log_id,
+                            log_url or os.environ.get("TLOG_URL"))
+        verified = verify_bundle(bundle, subject.digest, pem, log, subject=subject.kind)
+        current = None if offline else with_client(
+            log.url, lambda c: check_consistency(c, log, verified.checkpoint))
+    except CheckFailed as e:
+        if as_json:
+            echo_json({"verified": False, "check": e.check, "reason": e.reason})
+        raise
+    e = verified.entry
+    when = datetime.fromtimestamp(e.integrated_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if as_json:
+        echo_json({"verified": True, subject.kind: subject.name, "bundle": str(path),
+                   "log": log.url, "logID": log.log_id_hex, "logIndex": e.log_index,
+                   "uuid": e.uuid, "integratedTime": e.integrated_time,
+                   "checkpoint": {"treeSize": verified.checkpoint.size,
+                                  "rootHash": verified.checkpoint.root_hash.hex()},
+                   "consistentWith": None if current is None else {
+                       "treeSize": current.size, "rootHash": current.root_hash.hex()}})
+        return
+    tail = ("offline: not compared with the log's current tree" if current is None
+            else f"log consistent up to tree size {current.size}")
+    click.echo(f"Verified OK: {subject.name} — entry {e.log_index} in log {log.name}, "
+               f"integrated {when}; {tail}")
+
+
+async def check_consistency(client: LogClient, log: TrustedLog, old: Checkpoint) -> Checkpoint:
+    """Fetch the log's current checkpoint and a consistency proof to it from `old`; check
+    both against the pinned key. Returns the current checkpoint."""
+    from tlog.verify import consistency_proof_hashes, verify_extends, verify_log_info
+
+    current = verify_log_info(await client.log_info(), log, check="consistency")
+    proof: list[bytes] = []
+    if current.size > old.size:
+        proof = consistency_proof_hashes(await client.consistency(old.size, current.size))
+    verify_extends(old, current, proof)
+    return current
