@@ -7,7 +7,7 @@ DATA   ?= tlog-data
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: serve test bench clean
+.PHONY: serve test bench crash-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/tlog bench --entries $${N:-5000} --concurrency $${C:-64}
+
+# Long reliability run: SIGKILL a loaded server KILLS times (default 25), check everything after each.
+crash-test: $(STAMP)
+	$(PY) -m tests.crash --kills $${KILLS:-25} --clients $${C:-32}
 
 clean:
 	rm -rf $(VENV) build *.egg-info
