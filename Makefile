@@ -21,8 +21,9 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Benchmarks: N submissions and reads with C clients against a fresh log (or DATA=dir).
 bench: $(STAMP)
-	$(VENV)/bin/tlog bench --entries $${N:-5000} --concurrency $${C:-64}
+	$(VENV)/bin/tlog bench --entries $${N:-5000} --reads $${R:-5000} --concurrency $${C:-64} $${BENCH_ARGS}
 
 # Long reliability run: SIGKILL a loaded server KILLS times (default 25), check everything after each.
 crash-test: $(STAMP)

@@ -1,6 +1,9 @@
-"""`tlog bench`: load a log and print throughput and latency."""
+"""`tlog bench`: load a log and print throughput and latency; `--fill` builds a big log."""
 
 from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
 
 import click
 
@@ -8,22 +11,58 @@ from cli.main import main
 
 
 @main.command()
-@click.option("--log-url", default=None, help="A running log to load. Default: start a fresh one.")
-@click.option("--entries", "-n", type=click.IntRange(1), default=5000, show_default=True)
+@click.option("--log-url", default=None, help="A running log to load. Default: start one.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Serve this data directory for the run (e.g. one made with --fill).")
+@click.option("--entries", "-n", type=click.IntRange(0), default=5000, show_default=True,
+              help="Entries to submit (0: only read).")
+@click.option("--reads", type=click.IntRange(1), default=5000, show_default=True,
+              help="Requests in each read run (proofs by index and UUID, tiles, checkpoint).")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Also load a bare aiohttp handler and report our ratio to it.")
+@click.option("--fill", type=click.IntRange(1), default=None,
+              help="Instead: append this many signed entries to --data-dir directly (no HTTP).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(log_url: str | None, entries: int, concurrency: int, as_json: bool) -> None:
-    """Submit N signed entries with C concurrent clients; print entries/s and latencies."""
-    import json as jsonlib
-
+def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, concurrency: int,
+          calibrate: bool, fill: int | None, as_json: bool) -> None:
+    """Benchmark a log: submissions, proofs, tiles, checkpoints (or build one with --fill)."""
+    if fill is not None:
+        _fill(data_dir, fill, as_json)
+        return
     from cli.benchrun import run_bench
 
-    results = run_bench(log_url, entries, concurrency, progress=not as_json)
+    result = run_bench(log_url, data_dir, entries, concurrency, reads, calibrate, progress=not as_json)
     if as_json:
-        click.echo(jsonlib.dumps(results, indent=2))
+        click.echo(jsonlib.dumps(result, indent=2))
         return
-    for name, r in results["runs"].items():
-        errors = ", ".join(f"{k}×{v}" for k, v in r["errors"].items()) or "none"
-        click.echo(f"{name:<12} {r['ok']:>7} ok  {r['per_second']:>9.0f}/s  p50 {r['p50_ms']:7.2f} ms  "
-                   f"p90 {r['p90_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  max {r['max_ms']:7.2f} ms  "
-                   f"errors: {errors}")
+    click.echo(f"{'run':<12} {'ok':>7} {'per s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+               f"{'max ms':>8}  {'vs bare':>7}  errors")
+    for name, r in result["runs"].items():
+        errors = ", ".join(f"{k}×{v}" for k, v in r["errors"].items()) or "-"
+        ratio = f"{r['ratio_to_bare_aiohttp']:.2f}" if "ratio_to_bare_aiohttp" in r else "-"
+        click.echo(f"{name:<12} {r['ok']:>7} {r['per_second']:>9.0f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
+                   f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}  {ratio:>7}  {errors}")
+    if result.get("rss_mb"):
+        click.echo(f"server RSS: max {max(result['rss_mb']):.0f} MB; tree size {result.get('tree_size')}")
+
+
+def _fill(data_dir: Path | None, count: int, as_json: bool) -> None:
+    import asyncio
+    import time
+
+    from rich.progress import Progress
+
+    from tlog.fill import fill
+
+    if data_dir is None:
+        raise click.UsageError("--fill needs --data-dir")
+    t0 = time.monotonic()
+    with Progress(disable=as_json, transient=True) as bar:
+        task = bar.add_task("appending signed entries", total=count)
+        size = asyncio.run(fill(data_dir, count, progress=lambda k: bar.advance(task, k)))
+    seconds = time.monotonic() - t0
+    if as_json:
+        click.echo(jsonlib.dumps({"appended": count, "tree_size": size, "seconds": seconds}))
+    else:
+        click.echo(f"appended {count} entries in {seconds:.1f} s ({count / seconds:.0f}/s); tree size {size}")

@@ -1,19 +1,28 @@
-"""`tlog bench`: start a throwaway log (or use --log-url), load it, report figures."""
+"""`tlog bench`: start a throwaway log (or use --log-url / --data-dir), load it, report.
+
+Each run prints throughput and p50/p90/p99/max latency; every run is also given as a ratio
+of the same load against a minimal aiohttp handler started in the same run (calibration),
+the figure that survives a noisy shared machine.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
 
-from tlog.bench import drive, signed_entries
+from tlog.bench import Request, drive, signed_entries
+from tlog.tiles import TileRef
 
 
 def _free_port() -> int:
@@ -22,45 +31,139 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _wait_ready(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
+def _rss_mb(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def _wait_ready(url: str, timeout: float = 60) -> float:
+    t0 = time.monotonic()
     async with aiohttp.ClientSession() as s:
-        while time.monotonic() < deadline:
+        while time.monotonic() - t0 < timeout:
             try:
                 async with s.get(f"{url}/healthz") as r:
                     if r.status == 200:
-                        return
+                        return time.monotonic() - t0
             except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    raise click.ClickException(f"the log at {url} did not become ready")
+                pass
+            await asyncio.sleep(0.01)
+    raise click.ClickException(f"{url} did not become ready")
 
 
-async def _run(url: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
-    await _wait_ready(url)
-    n = len(bodies)
-    runs = {}
-    runs["submit"] = await drive(f"{url}/api/v1/log/entries", "POST", bodies, n, concurrency, 201)
-    runs["proof-index"] = await drive(f"{url}/api/v1/log/entries?logIndex={n // 2}", "GET", None,
-                                      n, concurrency, 200)
-    runs["checkpoint"] = await drive(f"{url}/api/v1/log", "GET", None, n, concurrency, 200)
-    return {"url": url, "entries": n, "concurrency": concurrency,
-            "runs": {k: v.as_dict() for k, v in runs.items()}}
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_bench(log_url: str | None, entries: int, concurrency: int, progress: bool) -> dict[str, Any]:
-    if progress:
-        click.echo(f"signing {entries} entries…", err=True)
-    bodies = signed_entries(entries)
-    if log_url:
-        return asyncio.run(_run(log_url.rstrip("/"), bodies, concurrency))
-    with tempfile.TemporaryDirectory(prefix="tlog-bench-") as data:
-        port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--data-dir", data,
-                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            if progress:
-                click.echo(f"started a fresh log on 127.0.0.1:{port} ({data}); loading it…", err=True)
-            return asyncio.run(_run(f"http://127.0.0.1:{port}", bodies, concurrency))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+async def _runs(url: str, bodies: list[bytes], n: int, c: int, say: Callable[[str], None],
+                pid: int | None) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    rss: list[float] = []
+
+    def record(name: str, result: Any) -> None:
+        runs[name] = result.as_dict()
+        mb = _rss_mb(pid)
+        if mb is not None:
+            rss.append(mb)
+        say(f"{name}: {result.per_second:.0f}/s")
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{url}/api/v1/log") as r:
+            size = (await r.json())["treeSize"]
+    if bodies:
+        say(f"submitting {len(bodies)} entries with {c} clients…")
+        reqs: list[Request] = [("POST", f"{url}/api/v1/log/entries", b) for b in bodies]
+        record("submit", await drive(reqs, c, 201))
+        size += len(bodies)
+    if size == 0:
+        return {"runs": runs, "rss_mb": rss}
+    rng = random.Random(1)
+    indexes = [rng.randrange(size) for _ in range(n)]
+    record("proof-index", await drive([("GET", f"{url}/api/v1/log/entries?logIndex={i}", None)
+                                       for i in indexes], c, 200))
+    # UUIDs of random entries, read from entry bundles (no per-entry requests needed).
+    uuids = await _uuids(url, [rng.randrange(size) for _ in range(min(n, 2000))])
+    record("proof-uuid", await drive([("GET", f"{url}/api/v1/log/entries/{uuids[i % len(uuids)]}", None)
+                                      for i in range(n)], c, 200))
+    full = size // 256
+    if full:
+        record("tile", await drive([("GET", f"{url}/{TileRef(0, rng.randrange(full)).path()}", None)
+                                    for _ in range(n)], c, 200))
+    record("checkpoint", await drive([("GET", f"{url}/checkpoint", None)] * n, c, 200))
+    return {"runs": runs, "rss_mb": rss, "tree_size": size}
+
+
+async def _uuids(url: str, indexes: list[int]) -> list[str]:
+    from tlog.merkle import leaf_hash
+    from tlog.tiles import decode_entry_bundle, tile_width_at
+
+    out: list[str] = []
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{url}/api/v1/log") as r:
+            size = (await r.json())["treeSize"]
+        for t in sorted({i // 256 for i in indexes})[:64]:
+            width = tile_width_at(0, t, size)
+            async with s.get(f"{url}/{TileRef(None, t, width).path()}") as r:
+                out += [leaf_hash(b).hex() for b in decode_entry_bundle(await r.read())]
+    return out
+
+
+async def _calibrate(n: int, c: int, bodies: list[bytes]) -> dict[str, Any]:
+    port = _free_port()
+    proc = _spawn(["-m", "tlog.bench", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(url)
+        post = await drive([("POST", f"{url}/api/v1/log/entries", b) for b in bodies[:n]], c, 201) if bodies else None
+        get = await drive([("GET", f"{url}/api/v1/log/entries?logIndex=1", None)] * n, c, 200)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"post": post.as_dict() if post else None, "get": get.as_dict()}
+
+
+def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurrency: int,
+              reads: int, calibrate: bool, progress: bool) -> dict[str, Any]:
+    def say(msg: str) -> None:
+        if progress:
+            click.echo(msg, err=True)
+
+    if entries:
+        say(f"signing {entries} entries…")
+    bodies = signed_entries(entries) if entries else []
+
+    async def main() -> dict[str, Any]:
+        result: dict[str, Any] = {"entries": entries, "concurrency": concurrency, "reads": reads}
+        if log_url:
+            result.update(await _runs(log_url.rstrip("/"), bodies, reads, concurrency, say, None))
+        else:
+            with tempfile.TemporaryDirectory(prefix="tlog-bench-") as tmp:
+                data = data_dir or Path(tmp) / "data"
+                port = _free_port()
+                proc = _spawn(["-m", "cli", "serve", "--data-dir", str(data), "--port", str(port),
+                               "--max-pending", str(max(4096, 4 * concurrency))])
+                try:
+                    url = f"http://127.0.0.1:{port}"
+                    result["ready_s"] = await _wait_ready(url)
+                    say(f"log on {url} ({data}) ready in {result['ready_s']:.2f} s")
+                    result.update(await _runs(url, bodies, reads, concurrency, say, proc.pid))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+        if calibrate:
+            say("calibrating: the same load against a bare aiohttp handler…")
+            cal = await _calibrate(reads, concurrency, bodies)
+            result["calibration"] = cal
+            for name, r in result["runs"].items():
+                base = cal["post"] if name == "submit" else cal["get"]
+                if base and base["per_second"]:
+                    r["ratio_to_bare_aiohttp"] = r["per_second"] / base["per_second"]
+        return result
+
+    return asyncio.run(main())
