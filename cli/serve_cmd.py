@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from cli.config import configurable
 from cli.main import main
 
 
+@configurable
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("tlog-data"),
               show_default=True, help="Where the database and the log key live.")
