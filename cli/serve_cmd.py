@@ -37,11 +37,23 @@ from cli.main import main
               help="Seconds a client has to send its request headers and body (408 beyond).")
 @click.option("--max-header-size", type=click.IntRange(256, 1 << 20), default=8190, show_default=True,
               help="Longest request line or header field, in bytes (400 beyond).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log lines as plain text or as JSON objects (one per line, with request IDs).")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="Log one line per HTTP request.")
 def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: str,
           batch_size: int, batch_ms: float, max_pending: int, max_body: int, rate_limit: float,
-          rate_burst: int, request_timeout: float, max_header_size: int) -> None:
+          rate_burst: int, request_timeout: float, max_header_size: int, log_format: str,
+          access_log: bool) -> None:
     """Run the log server."""
+    import logging
+
     from tlog.api import ApiLimits
+    from tlog.logs import setup_logging
+
+    verbose = click.get_current_context().find_root().params.get("verbose")
+    setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("tlog.access").setLevel(logging.INFO if access_log else logging.WARNING)
     from tlog.log import LogConfig
     from tlog.server import serve as run
 

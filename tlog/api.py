@@ -14,15 +14,19 @@ import json
 import logging
 import math
 import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tlog import hashedrekord, rekor
 from tlog.errors import InvalidInput
 from tlog.log import Log
+from tlog.logs import request_id
 from tlog.ratelimit import TokenBuckets
 from tlog.sequencer import Duplicate, Overloaded, Unavailable
 from tlog.tiles import parse_tile_path
@@ -66,6 +70,37 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return _json(rekor.error(status, message), status, headers)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+access_log = logging.getLogger("tlog.access")
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request ID (the client's X-Request-ID if sane, else a new one), latency by route,
+    and one access-log line per request."""
+    rid = request.headers.get("X-Request-ID", "")
+    if not _REQUEST_ID.fullmatch(rid):
+        rid = uuid.uuid4().hex
+    token = request_id.set(rid)
+    t0 = time.perf_counter()
+    status = 500  # what the client sees if the handler itself fails past the error middleware
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = rid
+        return response
+    finally:
+        seconds = time.perf_counter() - t0
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[LOG_KEY].metrics.requests.labels(route, request.method, str(status)).observe(seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s %s %d %.1fms", request.method, request.path_qs[:200], status, seconds * 1000,
+                            extra={"method": request.method, "path": request.path[:200], "status": status,
+                                   "duration_ms": round(seconds * 1000, 2), "remote": request.remote})
+        request_id.reset(token)
 
 
 @web.middleware
@@ -128,13 +163,24 @@ def _log(request: web.Request) -> Log:
 
 
 # -- routes -------------------------------------------------------------------------------
+_OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
+    (RateLimited, "rate_limited"), (Duplicate, "duplicate"), (Overloaded, "overloaded"),
+    (Unavailable, "unavailable"), (InvalidInput, "invalid"))
+
+
 async def create_entry(request: web.Request) -> web.Response:
-    buckets = request.app[BUCKETS_KEY]
-    if buckets is not None:
-        wait = buckets.take(request.remote or "unknown")
-        if wait > 0:
-            raise RateLimited(wait)
-    entry = await _log(request).submit(await _read_json(request))
+    counter = _log(request).metrics.submissions
+    try:
+        buckets = request.app[BUCKETS_KEY]
+        if buckets is not None:
+            wait = buckets.take(request.remote or "unknown")
+            if wait > 0:
+                raise RateLimited(wait)
+        entry = await _log(request).submit(await _read_json(request))
+    except Exception as e:
+        counter.labels(next((name for t, name in _OUTCOMES if isinstance(e, t)), "error")).inc()
+        raise
+    counter.labels("created").inc()
     uuid = next(iter(entry))
     return _json(entry, 201, {"Location": rekor.entry_path(uuid), "ETag": uuid})
 
@@ -255,6 +301,11 @@ async def tile(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type="application/octet-stream", headers=headers)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_log(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
@@ -272,7 +323,7 @@ def make_app(lg: Log, limits: ApiLimits | None = None, *, max_body: int | None =
     limits = limits or ApiLimits()
     if max_body is not None:
         limits = dataclasses.replace(limits, max_body=max_body)
-    app = web.Application(middlewares=[errors_middleware], client_max_size=limits.max_body)
+    app = web.Application(middlewares=[observe_middleware, errors_middleware], client_max_size=limits.max_body)
     app[LOG_KEY] = lg
     app[LIMITS_KEY] = limits
     app[BUCKETS_KEY] = TokenBuckets(limits.rate, limits.burst) if limits.rate > 0 else None
@@ -288,5 +339,6 @@ def make_app(lg: Log, limits: ApiLimits | None = None, *, max_body: int | None =
     app.router.add_get("/checkpoint", checkpoint)
     app.router.add_get("/tile/{path:.+}", tile)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
     return app

@@ -23,6 +23,7 @@ from tlog.checkpoint import Checkpoint, origin_from_url, sign_checkpoint, valida
 from tlog.errors import InvalidInput, TlogError
 from tlog.keys import KeyType, LogKey
 from tlog.merkle import leaf_hash
+from tlog.metrics import LogMetrics
 from tlog.sequencer import Admitted, Published, Sequenced, Sequencer
 from tlog.storage import Storage, StoredCheckpoint, search_key
 from tlog.tiles import TileRef, encode_entry_bundle, tile_width_at
@@ -139,12 +140,17 @@ class Log:
                     f"stored tiles give root {root.hex()} at size {state.size}, but the latest "
                     f"checkpoint says {recovered_cp.root.hex()}: run `tlog fsck`")
             head = Published(state, root, recovered_cp.note, {})
+            metrics = LogMetrics()
+            metrics.tree_size.set(state.size)
+            metrics.checkpoint_time.set(recovered_cp.created)
+            metrics.pending.set_function(lambda: seq.pending)
             seq = Sequencer(storage, key, origin, head, batch_size=config.batch_size,
-                            batch_ms=config.batch_ms, max_pending=config.max_pending)
+                            batch_ms=config.batch_ms, max_pending=config.max_pending, metrics=metrics)
         except BaseException:
             await storage.close()
             raise
         self = cls(config, key, storage, origin, seq)
+        self.metrics = metrics
         self.created_key = created
         seq.start()
         return self

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from tlog.errors import TlogError
 from tlog.guard import CheckpointGuard, ForkRefused
+from tlog.metrics import LogMetrics
 from tlog.keys import LogKey
 from tlog.storage import NewEntry, Storage, StorageError, StoredCheckpoint
 from tlog.tree import TILE_HEIGHT, TILE_WIDTH, TileTree, TreeState
@@ -82,7 +83,7 @@ class _Pending:
 class Sequencer:
     def __init__(self, storage: Storage, key: LogKey, origin: str, head: Published, *,
                  batch_size: int = 256, batch_ms: float = 5.0, max_pending: int = 4096,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: LogMetrics | None = None) -> None:
         self.storage = storage
         self.key = key
         self.origin = origin
@@ -92,6 +93,7 @@ class Sequencer:
         self.batch_ms = batch_ms
         self.max_pending = max_pending
         self._clock = clock
+        self.metrics = metrics
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -146,6 +148,8 @@ class Sequencer:
             except Exception as e:  # answer every waiter; the loop itself must survive
                 log.error("batch of %d not stored: %s", len(batch), e)
                 self.last_error = str(e)
+                if self.metrics is not None:
+                    self.metrics.batch_failures.inc()
                 err = e if isinstance(e, TlogError) else Unavailable(f"internal error: {e}")
                 for p in batch:
                     if not p.future.done():
@@ -183,6 +187,7 @@ class Sequencer:
                 raise Unavailable(f"writes are stopped: {e}") from e
             entries = [NewEntry(old.size + i, p.entry.body, p.entry.leaf_hash, p.entry.search_keys)
                        for i, p in enumerate(accepted)]
+            t0 = time.perf_counter()
             try:
                 await self.storage.append_batch(
                     entries, now, writes, StoredCheckpoint(new_state.size, root, note, now))
@@ -194,6 +199,8 @@ class Sequencer:
                 raise
             self.head = Published(new_state, root, note, fresh)
             self.batches += 1
+            if self.metrics is not None:
+                self.metrics.batch_committed(len(entries), time.perf_counter() - t0, new_state.size)
             for i, p in enumerate(accepted):
                 if not p.future.done():
                     p.future.set_result(Sequenced(old.size + i, now, self.head))

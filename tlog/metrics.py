@@ -1,0 +1,48 @@
+"""Prometheus metrics of a log (issue 7), in a registry of its own so that several logs
+(tests, one process) never mix their counts. Exposed at GET /metrics."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class LogMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.submissions = Counter(
+            "tlog_submissions", "Entry submissions by outcome", ["outcome"], registry=r)
+        self.batch_entries = Histogram(
+            "tlog_batch_entries", "Entries per committed batch", buckets=_BATCH_BUCKETS, registry=r)
+        self.batch_seconds = Histogram(
+            "tlog_batch_commit_seconds", "Time to write and fsync one batch (one transaction)",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_failures = Counter(
+            "tlog_batch_failures", "Batches that could not be stored", registry=r)
+        self.queue_wait = Histogram(
+            "tlog_sequencer_wait_seconds", "Time from queueing a submission to its batch being durable",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.tree_size = Gauge("tlog_tree_size", "Entries in the log (latest checkpoint)", registry=r)
+        self.checkpoint_time = Gauge(
+            "tlog_checkpoint_timestamp_seconds", "Unix time the latest checkpoint was signed", registry=r)
+        self.checkpoint_age = Gauge(
+            "tlog_checkpoint_age_seconds", "Seconds since the latest checkpoint was signed", registry=r)
+        self.checkpoint_age.set_function(lambda: time.time() - self.checkpoint_time._value.get())
+        self.pending = Gauge("tlog_sequencer_pending", "Submissions waiting for a batch", registry=r)
+        self.requests = Histogram(
+            "tlog_http_request_seconds", "HTTP request latency by route", ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.witness_cosignatures = Counter(
+            "tlog_witness_cosignatures", "Checkpoint pushes to witnesses by witness and outcome",
+            ["witness", "outcome"], registry=r)
+
+    def batch_committed(self, entries: int, seconds: float, tree_size: int) -> None:
+        self.batch_entries.observe(entries)
+        self.batch_seconds.observe(seconds)
+        self.tree_size.set(tree_size)
+        self.checkpoint_time.set(time.time())
