@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -164,7 +165,6 @@ def parse_request(obj: object) -> HashedRekord:
         )
     _check_supported(key, _PUBLIC_KEY_CONTENT)
     _verify(key, entry)
-    entry.__dict__["_fingerprint"] = _fingerprint(key)  # the key is parsed already
     return entry
 
 
@@ -308,6 +308,26 @@ def _parse(obj: object) -> tuple[HashedRekord, PublicKeyTypes]:
         )
     pem_text = _decode_base64(key_content, _PUBLIC_KEY_CONTENT)
     label, der = _parse_pem(pem_text, _PUBLIC_KEY_CONTENT)
+    key, pem, fingerprint = _key_material(label, der)
+    entry = HashedRekord(
+        algorithm=algorithm,
+        digest=digest,
+        signature=signature,
+        public_key_pem=pem,
+        is_certificate=label == _CERTIFICATE_LABEL,
+    )
+    entry.__dict__["_fingerprint"] = fingerprint
+    return entry, key
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_material(label: str, der: bytes) -> tuple[PublicKeyTypes, bytes, bytes]:
+    """The parsed key, its normalized PEM and its fingerprint, for one DER encoding.
+
+    Signers reuse their keys (a CI pipeline signs every release with one key): caching
+    by the exact DER saves the parse and two re-encodings on each submission. Keys are
+    immutable values and failures raise (lru_cache does not cache exceptions).
+    """
     key = _load_public_key(label, der, _PUBLIC_KEY_CONTENT)
     if label == _CERTIFICATE_LABEL:
         # The certificate's own DER, re-wrapped: what Rekor's CanonicalValue() writes.
@@ -319,14 +339,7 @@ def _parse(obj: object) -> tuple[HashedRekord, PublicKeyTypes]:
         pem = key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-    entry = HashedRekord(
-        algorithm=algorithm,
-        digest=digest,
-        signature=signature,
-        public_key_pem=pem,
-        is_certificate=label == _CERTIFICATE_LABEL,
-    )
-    return entry, key
+    return key, pem, _fingerprint(key)
 
 
 def _object(parent: Mapping[str, object], key: str, path: str) -> Mapping[str, object]:
