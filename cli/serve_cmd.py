@@ -37,19 +37,23 @@ from cli.main import main
               help="Seconds a client has to send its request headers and body (408 beyond).")
 @click.option("--max-header-size", type=click.IntRange(256, 1 << 20), default=8190, show_default=True,
               help="Longest request line or header field, in bytes (400 beyond).")
+@click.option("--witness", "witnesses", multiple=True, metavar="URL=VKEY",
+              help="A witness to push checkpoints to (repeatable): its URL and cosignature "
+                   "verifier key (name+hexid+base64).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Log lines as plain text or as JSON objects (one per line, with request IDs).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per HTTP request.")
 def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: str,
           batch_size: int, batch_ms: float, max_pending: int, max_body: int, rate_limit: float,
-          rate_burst: int, request_timeout: float, max_header_size: int, log_format: str,
-          access_log: bool) -> None:
+          rate_burst: int, request_timeout: float, max_header_size: int, witnesses: tuple[str, ...],
+          log_format: str, access_log: bool) -> None:
     """Run the log server."""
     import logging
 
     from tlog.api import ApiLimits
     from tlog.logs import setup_logging
+    from tlog.witnessing import parse_witness_option
 
     verbose = click.get_current_context().find_root().params.get("verbose")
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)
@@ -59,6 +63,7 @@ def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type
 
     url = public_url or f"http://{host}:{port}"
     config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,  # type: ignore[arg-type]
-                       batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending)
+                       batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending,
+                       witnesses=tuple(parse_witness_option(w) for w in witnesses))
     limits = ApiLimits(max_body=max_body, rate=rate_limit, burst=rate_burst, body_timeout=request_timeout)
     asyncio.run(run(config, host, port, limits=limits, max_header_size=max_header_size))

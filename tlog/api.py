@@ -284,7 +284,7 @@ async def public_key(request: web.Request) -> web.Response:
 
 async def checkpoint(request: web.Request) -> web.Response:
     """C2SP tlog-tiles: the latest signed checkpoint; clients may cache it for seconds only."""
-    return web.Response(body=_log(request).head.note, content_type="text/plain", charset="utf-8",
+    return web.Response(body=_log(request).checkpoint_note(), content_type="text/plain", charset="utf-8",
                         headers={"Cache-Control": "public, max-age=2"})
 
 

@@ -28,6 +28,7 @@ from tlog.sequencer import Admitted, Published, Sequenced, Sequencer
 from tlog.storage import Storage, StoredCheckpoint, search_key
 from tlog.tiles import TileRef, encode_entry_bundle, tile_width_at
 from tlog.timestamp import sign_set
+from tlog.witnessing import Witnessing, WitnessSpec
 from tlog.tree import (
     TILE_HEIGHT,
     TILE_WIDTH,
@@ -57,6 +58,7 @@ class LogConfig:
     batch_size: int = 256
     batch_ms: float = 5.0
     max_pending: int = 4096
+    witnesses: tuple[WitnessSpec, ...] = ()
 
 
 def _load_or_create_key(path: Path, key_type: KeyType) -> tuple[LogKey, bool]:
@@ -100,6 +102,7 @@ class Log:
         self.sequencer = sequencer
         self.created_key = False
         self.tile_cache = TileCache()
+        self.witnessing: Witnessing | None = None
         self._sets: OrderedDict[int, bytes] = OrderedDict()
 
     @classmethod
@@ -151,11 +154,19 @@ class Log:
             raise
         self = cls(config, key, storage, origin, seq)
         self.metrics = metrics
+        if config.witnesses:
+            self.witnessing = Witnessing(
+                config.witnesses, lambda: (self.head.state.size, self.head.note), self._proof_hashes,
+                on_result=lambda name, outcome: metrics.witness_cosignatures.labels(name, outcome).inc())
+            seq.listeners.append(self.witnessing.head_changed)
+            self.witnessing.start()
         self.created_key = created
         seq.start()
         return self
 
     async def close(self) -> None:
+        if self.witnessing is not None:
+            await self.witnessing.close()
         await self.sequencer.close()
         await self.storage.close()
 
@@ -247,6 +258,14 @@ class Log:
         tree = await self._tree(head, tiles_for_consistency(head.state, first, last))
         hashes = tree.consistency_proof(first, last) if first < last else []
         return tree.root_at(last), hashes
+
+    async def _proof_hashes(self, first: int, last: int) -> list[bytes]:
+        return (await self.consistency(first, last))[1]
+
+    def checkpoint_note(self) -> bytes:
+        """The checkpoint for C2SP readers: with witness cosignatures when there are some."""
+        note = self.head.note
+        return self.witnessing.published(note) if self.witnessing is not None else note
 
     async def search(self, artifact_key: str | None, fingerprint: bytes | None,
                      operator: str = "or") -> list[bytes]:

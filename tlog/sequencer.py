@@ -102,6 +102,7 @@ class Sequencer:
         # Set when the signing guard refused a head: memory no longer matches what was
         # signed, so no further write is safe until a restart reloads it from storage.
         self.halted: str | None = None
+        self.listeners: list[Callable[[], None]] = []  # told after every committed batch
         self.last_error: str | None = None  # why the last batch failed; None once one succeeds
 
     @property
@@ -201,6 +202,8 @@ class Sequencer:
             self.batches += 1
             if self.metrics is not None:
                 self.metrics.batch_committed(len(entries), time.perf_counter() - t0, new_state.size)
+            for listener in self.listeners:
+                listener()
             for i, p in enumerate(accepted):
                 if not p.future.done():
                     p.future.set_result(Sequenced(old.size + i, now, self.head))

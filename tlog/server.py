@@ -43,6 +43,8 @@ async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | 
         # Stop listening first, let in-flight requests finish (their batch commits), then
         # close the sequencer (drains what is still queued) and the database.
         await site.stop()
+        if lg.witnessing is not None:
+            await lg.witnessing.close()
         await lg.sequencer.close()
         await runner.cleanup()
         await lg.storage.close()
