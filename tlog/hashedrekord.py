@@ -197,7 +197,7 @@ def parse_body(body: bytes) -> HashedRekord:
 def verify_signature(entry: HashedRekord) -> None:
     """Check the entry's signature over its digest; InvalidInput if it does not verify."""
     label, der = _parse_pem(entry.public_key_pem, _PUBLIC_KEY_CONTENT)
-    key = _load_public_key(label, der, _PUBLIC_KEY_CONTENT)
+    key = _key_material(label, der)[0]
     _check_supported(key, _PUBLIC_KEY_CONTENT)
     if DIGEST_SIZES.get(entry.algorithm) != len(entry.digest):
         raise InvalidInput(f"{_ALGORITHM}: digest does not fit algorithm {entry.algorithm!r}")
