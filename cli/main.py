@@ -42,5 +42,5 @@ def main(verbose: bool) -> None:
 
 
 # Commands live one module per concern; importing them registers them on `main`.
-from cli import bench_cmd, keys_cmd, query_cmd, serve_cmd, sign_cmd, trust_cmd, verify_cmd  # noqa: E402,F401
+from cli import audit_cmd, bench_cmd, fsck_cmd, keys_cmd, monitor_cmd, query_cmd, serve_cmd, sign_cmd, trust_cmd, verify_cmd, witness_cmd  # noqa: E402,F401,E501
 

@@ -92,3 +92,20 @@ async def test_log_gets_cosigned_by_live_witnesses_and_ignores_a_dead_one(tmp_pa
         for server, store in ((w1, st1), (w2, st2)):
             await server.close()
             await store.close()
+
+
+def test_published_checkpoint_never_goes_back_and_dead_witnesses_do_not_freeze_it() -> None:
+    from tlog.witnessing import choose_checkpoint
+
+    cos = {100: (b"n100", {"a": b"A100", "b": b"B100"}), 110: (b"n110", {"a": b"A110"})}
+    # Most cosignatures wins while nothing larger was served...
+    assert choose_checkpoint(cos, 0, 120, b"n120", False)[:2] == (100, b"n100")
+    # ...but once 110 was served, 100 never is again, however many cosign it.
+    assert choose_checkpoint(cos, 110, 120, b"n120", False)[:2] == (110, b"n110")
+    # Nothing cosigned at or above what was served: the head, never smaller.
+    assert choose_checkpoint(cos, 115, 120, b"n120", False) == (120, b"n120", {})
+    # Witnesses silent for too long: publish the fresh head rather than freeze.
+    assert choose_checkpoint(cos, 110, 130, b"n130", True) == (130, b"n130", {})
+    # Stale, but the cosigned checkpoint is the head: keep its cosignatures.
+    assert choose_checkpoint({130: (b"n130", {"a": b"x"})}, 0, 130, b"n130", True)[2] == {"a": b"x"}
+    assert choose_checkpoint({}, 0, 5, b"n5", False) == (5, b"n5", {})

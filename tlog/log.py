@@ -264,8 +264,10 @@ class Log:
 
     def checkpoint_note(self) -> bytes:
         """The checkpoint for C2SP readers: with witness cosignatures when there are some."""
-        note = self.head.note
-        return self.witnessing.published(note) if self.witnessing is not None else note
+        head = self.head
+        if self.witnessing is None:
+            return head.note
+        return self.witnessing.published(head.state.size, head.note)
 
     async def search(self, artifact_key: str | None, fingerprint: bytes | None,
                      operator: str = "or") -> list[bytes]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,9 +47,32 @@ Head = tuple[int, bytes]  # (tree size, signed checkpoint note)
 Prove = Callable[[int, int], Awaitable[Sequence[bytes]]]
 
 
+Cosigned = Mapping[int, tuple[bytes, dict[str, bytes]]]  # size → (note, witness → lines)
+
+
+def choose_checkpoint(cosigned: Cosigned, served: int, head_size: int, head_note: bytes,
+                      witnesses_stale: bool) -> tuple[int, bytes, dict[str, bytes]]:
+    """Which checkpoint /checkpoint serves: (size, note, cosignature lines by witness).
+
+    Never a tree smaller than one already served (monitors rightly call that a fork).
+    Among cosigned checkpoints at least that large, the one with the most cosignatures,
+    the newest among equals. The fresh head, uncosigned, when none qualifies or when the
+    witnesses have been silent too long (they must not freeze what the log publishes).
+    """
+    best: tuple[int, int] | None = None
+    for size, (_, lines) in cosigned.items():
+        if lines and size >= served and (best is None or (len(lines), size) > best):
+            best = (len(lines), size)
+    if best is None or (witnesses_stale and head_size > best[1]):
+        return max(served, head_size), head_note, {}
+    note, lines = cosigned[best[1]]
+    return best[1], note, lines
+
+
 class Witnessing:
     def __init__(self, witnesses: Sequence[WitnessSpec], current: Callable[[], Head], prove: Prove,
-                 *, timeout: float = 10.0, on_result: Callable[[str, str], None] | None = None) -> None:
+                 *, timeout: float = 10.0, max_lag: float = 30.0,
+                 on_result: Callable[[str, str], None] | None = None) -> None:
         self.witnesses = list(witnesses)
         self._current = current
         self._prove = prove
@@ -59,6 +83,9 @@ class Witnessing:
         self._cosigned: OrderedDict[int, tuple[bytes, dict[str, bytes]]] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self._served = 0  # the largest tree size /checkpoint has served: it never goes back
+        self._last_cosigned = float("-inf")
+        self.max_lag = max_lag
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -77,16 +104,12 @@ class Witnessing:
         if self._session is not None:
             await self._session.close()
 
-    def published(self, fallback: bytes) -> bytes:
-        """The checkpoint to serve: the recent one with the most cosignatures (newest first
-        among equals), with its cosignature lines; `fallback` if none is cosigned yet."""
-        best: tuple[int, int, bytes, dict[str, bytes]] | None = None
-        for size, (note, lines) in self._cosigned.items():
-            if lines and (best is None or (len(lines), size) > (best[0], best[1])):
-                best = (len(lines), size, note, lines)
-        if best is None:
-            return fallback
-        return best[2] + b"".join(best[3][w.verifier.name] for w in self.witnesses if w.verifier.name in best[3])
+    def published(self, head_size: int, head_note: bytes) -> bytes:
+        """The checkpoint to serve at /checkpoint (see `choose_checkpoint`)."""
+        stale = time.monotonic() - self._last_cosigned > self.max_lag
+        size, note, lines = choose_checkpoint(self._cosigned, self._served, head_size, head_note, stale)
+        self._served = size
+        return note + b"".join(lines.get(w.verifier.name, b"") for w in self.witnesses)
 
     async def _loop(self, i: int) -> None:
         w = self.witnesses[i]
@@ -115,5 +138,6 @@ class Witnessing:
             self._cosigned.move_to_end(size)
             while len(self._cosigned) > _KEEP:
                 self._cosigned.popitem(last=False)
+            self._last_cosigned = time.monotonic()
             if self._on_result:
                 self._on_result(w.verifier.name, "cosigned")

@@ -1,0 +1,246 @@
+"""Running a witness: its key file, its SQLite state, and `POST /add-checkpoint` over aiohttp.
+
+The state is one row per log origin — the latest cosigned size, root and checkpoint — in a
+SQLite database (WAL, synchronous=FULL). Each update is a compare-and-swap inside a
+`BEGIN IMMEDIATE` transaction: read, decide (tlog.witness), write, COMMIT (fsync), and only
+then answer. Refused checkpoints that the log did sign are kept in `refused` as evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiosqlite
+from aiohttp import web
+
+from tlog.cosignature import CosignatureSigner, parse_cosignature_signer_key
+from tlog.checkpoint import log_note_verifiers, validate_origin
+from tlog.errors import InvalidInput, TlogError
+from tlog.keys import LogPublicKey
+from tlog.note import Verifier, parse_verifier_key
+from tlog.witness import MAX_REQUEST_BYTES, Decision, Witness, Witnessed
+
+log = logging.getLogger("tlog.witness")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS latest (
+    origin TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    checkpoint BLOB NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refused (
+    id INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    checkpoint BLOB NOT NULL
+);
+"""
+
+
+class WitnessStorageError(TlogError):
+    """The witness database could not be read or written."""
+
+
+class SqliteWitnessStore:
+    """tlog.witness.WitnessStore on SQLite. One connection; updates are serialized in-process
+    by a lock and across processes by `BEGIN IMMEDIATE`."""
+
+    def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
+        self.path = path
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteWitnessStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise WitnessStorageError(f"cannot open witness database {path}: {e}") from e
+        return cls(path, db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def latest(self, origin: str) -> Witnessed | None:
+        rows = await self._db.execute_fetchall(
+            "SELECT size, root, checkpoint FROM latest WHERE origin = ?", (origin,))
+        return Witnessed(int(rows[0][0]), bytes(rows[0][1]), bytes(rows[0][2])) if rows else None
+
+    async def update(self, origin: str, step: Callable[[Witnessed | None], Decision]) -> Decision:
+        async with self._lock:
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    prev = await self.latest(origin)
+                    decision = step(prev)
+                    new = decision.new_state
+                    if new is not None:
+                        await self._swap(origin, prev, new)
+                    elif decision.evidence is not None:
+                        await self._keep_evidence(origin, decision)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise WitnessStorageError(f"witness database {self.path}: {e}") from e
+            return decision
+
+    async def _swap(self, origin: str, prev: Witnessed | None, new: Witnessed) -> None:
+        now = int(time.time())
+        if prev is None:
+            cur = await self._db.execute(
+                "INSERT INTO latest (origin, size, root, checkpoint, updated) VALUES (?, ?, ?, ?, ?)",
+                (origin, new.size, new.root, new.checkpoint, now))
+        else:
+            # Compare-and-swap: the row must still be the state the decision was made on.
+            cur = await self._db.execute(
+                "UPDATE latest SET size = ?, root = ?, checkpoint = ?, updated = ? "
+                "WHERE origin = ? AND size = ? AND root = ?",
+                (new.size, new.root, new.checkpoint, now, origin, prev.size, prev.root))
+        if cur.rowcount != 1:
+            raise WitnessStorageError(f"compare-and-swap of {origin} lost a race; nothing was cosigned")
+
+    async def _keep_evidence(self, origin: str, decision: Decision) -> None:
+        a = decision.answer
+        await self._db.execute(
+            "INSERT INTO refused (origin, received, status, reason, checkpoint) VALUES (?, ?, ?, ?, ?)",
+            (origin, int(time.time()), a.status, a.reason, decision.evidence))
+
+    async def refused(self, origin: str) -> list[tuple[int, bytes]]:
+        """(status, log-signed checkpoint) of each inconsistent checkpoint refused, oldest first."""
+        rows = await self._db.execute_fetchall(
+            "SELECT status, checkpoint FROM refused WHERE origin = ? ORDER BY id", (origin,))
+        return [(int(s), bytes(c)) for s, c in rows]
+
+
+# -- keys and configuration -------------------------------------------------------------------
+
+def load_witness_key(path: Path) -> CosignatureSigner:
+    """The witness's signer key from FILE (`PRIVATE+KEY+…`); refused if others can read it."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise TlogError(f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
+                        f"the witness key must be private: chmod 600 {path}")
+    try:
+        return parse_cosignature_signer_key(path.read_text().strip())
+    except (InvalidInput, UnicodeDecodeError) as e:
+        raise TlogError(f"{path}: {e}") from e
+
+
+def write_witness_key(path: Path, signer: CosignatureSigner, *, force: bool = False) -> None:
+    """Write the signer key to a new file, mode 0600; never replace one unless force."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise TlogError(f"{path} already exists; pass --force to replace it (the old key is lost)")
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file (--force)
+        os.write(fd, (signer.signer_key() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parse_log_option(spec: str) -> tuple[str, list[Verifier]]:
+    """`ORIGIN=KEY` → (origin, verifiers). KEY is a note verifier key string
+    (`name+id+base64`), or the path of a PEM public key (the log's `/api/v1/log/publicKey`),
+    whose checkpoints are then checked as the log signs them (tlog.checkpoint)."""
+    origin, sep, key = spec.partition("=")
+    if not sep or not origin or not key:
+        raise InvalidInput(f"--log {spec!r}: expected ORIGIN=KEY (a PEM file or a verifier key)")
+    validate_origin(origin)
+    path = Path(key)
+    if "+" in key and not path.exists():
+        return origin, [parse_verifier_key(key)]
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"--log {origin}: cannot read {key}: {e.strerror or e}") from e
+    if b"PRIVATE KEY" in data:
+        raise InvalidInput(f"--log {origin}: {key} is a private key; give the witness the log's "
+                           "public key (GET /api/v1/log/publicKey)")
+    return origin, log_note_verifiers(origin, LogPublicKey.from_pem(data))
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+WITNESS_KEY = web.AppKey("witness", Witness)
+
+
+async def add_checkpoint(request: web.Request) -> web.Response:
+    answer = await request.app[WITNESS_KEY].add_checkpoint(await request.read())
+    ctype, _, charset = answer.content_type.partition("; charset=")
+    return web.Response(status=answer.status, body=answer.body, content_type=ctype,
+                        charset=charset or None)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    w = request.app[WITNESS_KEY]
+    return web.json_response({"status": "ok", "witness": w.name, "logs": list(w.origins)})
+
+
+def make_witness_app(witness: Witness) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[WITNESS_KEY] = witness
+    app.router.add_post("/add-checkpoint", add_checkpoint)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+@dataclass
+class WitnessConfig:
+    key_file: Path
+    data_dir: Path
+    logs: Sequence[str] = field(default_factory=list)  # ORIGIN=KEY
+
+
+async def serve_witness(config: WitnessConfig, host: str, port: int, *,
+                        ready: asyncio.Event | None = None) -> None:
+    """Serve add-checkpoint until SIGTERM/SIGINT."""
+    signer = load_witness_key(config.key_file)
+    logs: dict[str, list[Verifier]] = {}
+    for spec in config.logs:
+        origin, verifiers = parse_log_option(spec)
+        logs.setdefault(origin, []).extend(verifiers)
+    if not logs:
+        raise TlogError("a witness needs at least one --log ORIGIN=KEY to witness")
+    store = await SqliteWitnessStore.open(config.data_dir / "witness.db")
+    runner = web.AppRunner(make_witness_app(Witness(signer, logs, store)), access_log=None,
+                           handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        log.info("witness %s serving on http://%s:%d for %s", signer.verifier().verifier_key(),
+                 host, port, ", ".join(logs))
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await store.close()
