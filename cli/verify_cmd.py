@@ -23,6 +23,7 @@ from cli.main import main
 
 if TYPE_CHECKING:
     from tlog.checkpoint import Checkpoint
+    from tlog.cosignature import CosignatureVerifier
     from tlog.client import LogClient
     from tlog.trust import TrustedLog
 
@@ -36,10 +37,16 @@ if TYPE_CHECKING:
 @click.option("--log-url", metavar="URL", default=None,
               help="The pinned log to check against. Default: $TLOG_URL, else the pinned log "
               "whose logID the bundle names.")
+@click.option("--witness", "witness_keys", multiple=True, metavar="VKEY",
+              help="A witness cosignature key (name+id+base64) to require; repeatable.")
+@click.option("--min-witnesses", type=click.IntRange(0), default=None,
+              help="Valid cosignatures required on the log's checkpoint (default: 1 if "
+              "--witness is given).")
 @trust_option
 @json_option
 def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path: Path | None,
-           offline: bool, log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
+           offline: bool, log_url: str | None, witness_keys: tuple[str, ...], min_witnesses: int | None,
+           trust_file: Path | None, as_json: bool) -> None:
     """Verify ARTIFACT (or --image) against its bundle, the signer's key and the pinned log.
 
     Checks the signature, that the log entry records this digest, signature and key, the
@@ -51,6 +58,14 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
     from tlog.errors import InvalidInput
     from tlog.verify import CheckFailed, log_for_entry, verify_bundle
 
+    from tlog.cosignature import parse_cosignature_verifier_key
+
+    witnesses = [parse_cosignature_verifier_key(k) for k in witness_keys]
+    need = (1 if witnesses else 0) if min_witnesses is None else min_witnesses
+    if need > len(witnesses):
+        raise click.UsageError(f"--min-witnesses {need} needs at least {need} --witness keys")
+    if need and offline:
+        raise click.UsageError("--min-witnesses needs the log's cosigned checkpoint: drop --offline")
     subject = subject_of(artifact, image)
     path = bundle_path or subject.default_bundle
     pem = read_file(key_path, "public key")
@@ -64,6 +79,9 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
         verified = verify_bundle(bundle, subject.digest, pem, log, subject=subject.kind)
         current = None if offline else with_client(
             log.url, lambda c: check_consistency(c, log, verified.checkpoint))
+        witnessed = None if not need else with_client(
+            log.url, lambda c: check_witnessed(c, log, verified.checkpoint, verified.entry.log_index,
+                                               witnesses, need))
     except CheckFailed as e:
         if as_json:
             echo_json({"verified": False, "check": e.check, "reason": e.reason})
@@ -77,10 +95,13 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
                    "checkpoint": {"treeSize": verified.checkpoint.size,
                                   "rootHash": verified.checkpoint.root_hash.hex()},
                    "consistentWith": None if current is None else {
-                       "treeSize": current.size, "rootHash": current.root_hash.hex()}})
+                       "treeSize": current.size, "rootHash": current.root_hash.hex()},
+                   "witnessedAt": None if witnessed is None else witnessed.size})
         return
     tail = ("offline: not compared with the log's current tree" if current is None
             else f"log consistent up to tree size {current.size}")
+    if witnessed is not None:
+        tail += f"; witnessed by {need}+ at tree size {witnessed.size}"
     click.echo(f"Verified OK: {subject.name} — entry {e.log_index} in log {log.name}, "
                f"integrated {when}; {tail}")
 
@@ -96,3 +117,18 @@ async def check_consistency(client: LogClient, log: TrustedLog, old: Checkpoint)
         proof = consistency_proof_hashes(await client.consistency(old.size, current.size))
     verify_extends(old, current, proof)
     return current
+
+
+async def check_witnessed(client: LogClient, log: TrustedLog, old: Checkpoint, index: int,
+                          witnesses: list[CosignatureVerifier], need: int) -> Checkpoint:
+    """The log's published (cosigned) checkpoint has `need` witness cosignatures, covers the
+    entry, and is consistent with the bundle's checkpoint, whichever is larger."""
+    from tlog.verify import consistency_proof_hashes, verify_extends, verify_witnessed
+
+    witnessed = verify_witnessed(await client.checkpoint(), log, witnesses, need, index)
+    small, large = sorted((old, witnessed), key=lambda cp: cp.size)
+    proof: list[bytes] = []
+    if large.size > small.size:
+        proof = consistency_proof_hashes(await client.consistency(small.size, large.size))
+    verify_extends(small, large, proof)
+    return witnessed

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from tlog.bundle import Bundle, TlogEntry, tlog_entry_from_rekor
 from tlog.checkpoint import Checkpoint, verify_checkpoint
+from tlog.cosignature import CosignatureVerifier, cosigned_by
 from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.hashedrekord import (
     API_VERSION,
@@ -34,6 +35,7 @@ from tlog.hashedrekord import (
     verify_signature,
 )
 from tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
+from tlog.note import parse_note
 from tlog.timestamp import verify_set
 from tlog.trust import TrustedLog, normalize_url
 
@@ -192,6 +194,24 @@ def verify_extends(old: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> 
     except VerificationError as e:
         raise CheckFailed("consistency", f"from tree size {old.size} to {new.size}: "
                           + str(e).removeprefix("consistency proof: ")) from None
+
+
+def verify_witnessed(note: bytes, log: TrustedLog, witnesses: Sequence[CosignatureVerifier],
+                     min_witnesses: int, entry_index: int) -> Checkpoint:
+    """The log's published checkpoint carries at least `min_witnesses` valid cosignatures
+    from the pinned witness keys (C2SP tlog-cosignature) and covers the entry. The caller
+    then proves the bundle's tree consistent with it (`verify_extends`, either direction):
+    the entry is then in a history the witnesses have seen, not a private fork."""
+    cp = verify_log_checkpoint(note, log, check="witnesses")
+    valid = cosigned_by(parse_note(note), witnesses)
+    if len(valid) < min_witnesses:
+        raise CheckFailed("witnesses", f"the log's checkpoint (size {cp.size}) carries {len(valid)} "
+                                       f"valid cosignature(s) from the given witnesses; "
+                                       f"{min_witnesses} required")
+    if cp.size <= entry_index:
+        raise CheckFailed("witnesses", f"entry {entry_index} is not yet in a witnessed checkpoint "
+                                       f"(witnessed tree size {cp.size}); retry shortly")
+    return cp
 
 
 def _check_body(entry: TlogEntry) -> HashedRekord:
