@@ -23,8 +23,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SECRET_WORDS = ("password", "secret", "token")
 
 
-def env_name(param: click.Parameter) -> str:
-    return "TLOG_" + (param.name or "").upper()
+def flag_name(param: click.Parameter) -> str:
+    """The long flag without dashes (`--data-dir` → `data-dir`): the name users write."""
+    longs = [o for o in param.opts if o.startswith("--")]
+    return (longs[0] if longs else param.opts[0]).lstrip("-")
+
+
+def env_name(param: click.Parameter, prefix: str = "TLOG_") -> str:
+    return prefix + flag_name(param).upper().replace("-", "_")
 
 
 def _load_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -36,33 +42,39 @@ def _load_file(ctx: click.Context, param: click.Parameter, value: Path | None) -
         raise click.BadParameter(f"cannot read {value}: {e.strerror}", ctx, param) from e
     except tomllib.TOMLDecodeError as e:
         raise click.BadParameter(f"{value} is not valid TOML: {e}", ctx, param) from e
-    name = ctx.command.name or ""
+    name = getattr(ctx.command, "config_section", None) or ctx.command.name or ""
     section = doc.get(name, {})
     if not isinstance(section, dict):
         raise click.BadParameter(f"[{name}] in {value} must be a table", ctx, param)
     merged = {k: v for k, v in doc.items() if not isinstance(v, dict)} | section
-    known = {p.name: p for p in ctx.command.params if isinstance(p, click.Option) and p.name}
+    known = {flag_name(p).replace("-", "_"): p.name for p in ctx.command.params
+             if isinstance(p, click.Option) and p.name and p.name not in ("config", "print_config")}
     values: dict[str, Any] = {}
     for key, v in merged.items():
-        pname = key.replace("-", "_")
-        if pname not in known or pname in ("config", "print_config"):
-            raise click.BadParameter(f"{value}: unknown setting {key!r} for `tlog {name}`", ctx, param)
+        pname = known.get(key.replace("-", "_"))
+        if pname is None:
+            raise click.BadParameter(f"{value}: unknown setting {key!r} for `{ctx.command_path}`", ctx, param)
         values[pname] = v
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return value
 
 
-def configurable(command: F) -> F:
-    """Give every option an env var, and add --config and --print-config."""
+def configurable(command: F | None = None, *, env_prefix: str = "TLOG_", section: str | None = None) -> Any:
+    """Give every option an env var (`env_prefix` + NAME), and add --config and
+    --print-config. `section` names the TOML table (default: the command's name)."""
+    if command is None:
+        return lambda c: configurable(c, env_prefix=env_prefix, section=section)
     cmd = command if isinstance(command, click.Command) else None
     assert cmd is not None, "apply @configurable above @main.command()"
+    cmd.config_section = section  # type: ignore[attr-defined]
+    cmd.env_prefix = env_prefix  # type: ignore[attr-defined]
     for p in cmd.params:
         if isinstance(p, click.Option) and p.name and p.envvar is None:
-            p.envvar = env_name(p)
+            p.envvar = env_name(p, env_prefix)
             p.show_envvar = True
     cmd.params.insert(0, click.Option(
         ["--config"], type=click.Path(dir_okay=False, path_type=Path), is_eager=True,
-        expose_value=False, callback=_load_file, envvar="TLOG_CONFIG", show_envvar=True,
+        expose_value=False, callback=_load_file, envvar=env_prefix + "CONFIG", show_envvar=True,
         help="A TOML file of settings (keys are the flag names)."))
     cmd.params.append(click.Option(
         ["--print-config"], is_flag=True,
@@ -91,7 +103,10 @@ def _print_config(ctx: click.Context) -> None:
         if any(w in p.name for w in _SECRET_WORDS) and v:
             v = "********"
         source = ctx.get_parameter_source(p.name)
-        where = {ParameterSource.COMMANDLINE: "flag", ParameterSource.ENVIRONMENT: f"env {env_name(p)}",
+        prefix = getattr(ctx.command, "env_prefix", "TLOG_")
+        where = {ParameterSource.COMMANDLINE: "flag", ParameterSource.ENVIRONMENT: f"env {env_name(p, prefix)}",
                  ParameterSource.DEFAULT_MAP: "config file", ParameterSource.DEFAULT: "default"}.get(source, "?")
-        out[p.name.replace("_", "-")] = {"value": str(v) if isinstance(v, Path) else v, "from": where}
+        if isinstance(v, tuple):
+            v = [str(x) for x in v]
+        out[flag_name(p)] = {"value": str(v) if isinstance(v, Path) else v, "from": where}
     click.echo(json.dumps(out, indent=2))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.config import configurable
 from cli.main import main
 
 
@@ -35,6 +36,7 @@ def keygen(name: str, out: Path, force: bool) -> None:
     click.echo(signer.verifier().verifier_key())
 
 
+@configurable(env_prefix="TLOG_WITNESS_", section="witness")
 @witness.command()
 @click.option("--key", "key_file", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),

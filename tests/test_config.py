@@ -62,3 +62,16 @@ def test_print_config_masks_secrets() -> None:
     assert out["api-token"] == {"value": "********", "from": "env TLOG_API_TOKEN"}
     assert "hunter2" not in r.output
     assert CliRunner().invoke(demo, []).output == "ran\n"
+
+
+def test_witness_serve_is_configurable_with_its_own_prefix(tmp_path: Path) -> None:
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('[witness]\nport = 3999\nlog = ["a.example=/keys/a.pem"]\n[serve]\nport = 1\n')
+    (tmp_path / "w.key").write_text("x")
+    r = CliRunner().invoke(main, ["witness", "serve", "--config", str(cfg), "--print-config"],
+                           env={"TLOG_WITNESS_KEY": str(tmp_path / "w.key"), "TLOG_PORT": "7"})
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert got["port"] == {"value": 3999, "from": "config file"}  # not [serve], not TLOG_PORT
+    assert got["key"] == {"value": str(tmp_path / "w.key"), "from": "env TLOG_WITNESS_KEY"}
+    assert got["log"] == {"value": ["a.example=/keys/a.pem"], "from": "config file"}
