@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from typing import Any
@@ -16,8 +17,28 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+# Command name → the module that defines it. Modules are imported on first use, so
+# `tlog serve` starts without loading every other command (restart time matters: DESIGN §5).
+COMMANDS = {
+    "audit": "cli.audit_cmd", "bench": "cli.bench_cmd", "fsck": "cli.fsck_cmd",
+    "keygen": "cli.keys_cmd", "monitor": "cli.monitor_cmd", "get": "cli.query_cmd",
+    "info": "cli.query_cmd", "search": "cli.query_cmd", "serve": "cli.serve_cmd",
+    "sign": "cli.sign_cmd", "upload": "cli.sign_cmd", "trust": "cli.trust_cmd",
+    "verify": "cli.verify_cmd", "witness": "cli.witness_cmd",
+}
+
+
 class TlogGroup(click.Group):
-    """Turns library errors into one-line messages; --verbose shows the traceback."""
+    """Turns library errors into one-line messages; --verbose shows the traceback.
+    Loads each command's module when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(COMMANDS[name])  # registers itself on `main`
+        return self.commands.get(name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -40,7 +61,4 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-
-# Commands live one module per concern; importing them registers them on `main`.
-from cli import audit_cmd, bench_cmd, fsck_cmd, keys_cmd, monitor_cmd, query_cmd, serve_cmd, sign_cmd, trust_cmd, verify_cmd, witness_cmd  # noqa: E402,F401,E501
 

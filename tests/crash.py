@@ -32,7 +32,7 @@ import aiohttp
 
 from tlog.checkpoint import verify_checkpoint
 from tlog.keys import LogKey
-from tlog.merkle import leaf_hash, verify_consistency
+from tlog.merkle import verify_consistency
 from tlog.tiles import TileRef, decode_entry_bundle
 
 from tests.support import Signer

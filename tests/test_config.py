@@ -75,3 +75,13 @@ def test_witness_serve_is_configurable_with_its_own_prefix(tmp_path: Path) -> No
     assert got["port"] == {"value": 3999, "from": "config file"}  # not [serve], not TLOG_PORT
     assert got["key"] == {"value": str(tmp_path / "w.key"), "from": "env TLOG_WITNESS_KEY"}
     assert got["log"] == {"value": ["a.example=/keys/a.pem"], "from": "config file"}
+
+
+def test_every_command_module_is_registered_under_its_name() -> None:
+    import importlib
+
+    from cli.main import COMMANDS
+    for name, module in COMMANDS.items():
+        importlib.import_module(module)
+        assert name in main.commands, f"{module} does not define `tlog {name}`"
+    assert set(main.commands) == set(COMMANDS)

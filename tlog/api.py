@@ -137,6 +137,9 @@ async def _read_json(request: web.Request) -> Any:
             raw = await request.read()
     except TimeoutError:
         raise InvalidInput("the request body did not arrive in time", 408) from None
+    except web.RequestPayloadError as e:  # e.g. a Content-Encoding the body does not decode with
+        detail = " ".join(str(e).split()).removeprefix("400, message: ")[:200]
+        raise InvalidInput(f"the request body could not be read: {detail}") from None
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
@@ -153,7 +156,7 @@ def _int_param(request: web.Request, name: str, default: int | None = None) -> i
         if default is None:
             raise InvalidInput(f"query parameter {name} is required")
         return default
-    if not raw.isdigit() or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:  # "²".isdigit() too, int("²") fails
         raise InvalidInput(f"query parameter {name} must be a non-negative integer, got {raw[:40]!r}")
     return int(raw)
 
@@ -289,7 +292,10 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 
 async def tile(request: web.Request) -> web.StreamResponse:
-    ref = parse_tile_path(request.match_info["path"])
+    path = request.match_info["path"]
+    if not path.isascii():  # tile paths are ASCII; str.isdigit() and \d also take "²", "٣"
+        raise InvalidInput(f"not a tile path: tile/{path[:200]}", 404)
+    ref = parse_tile_path(path)
     data = await _log(request).tile(ref)
     etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
     # Full tiles never change (tlog-tiles); a partial tile of a given width never changes

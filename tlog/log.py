@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import OrderedDict
 import stat
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from tlog import hashedrekord, rekor
 from tlog.checkpoint import Checkpoint, origin_from_url, sign_checkpoint, validate_origin
 from tlog.errors import InvalidInput, TlogError
+from tlog.files import write_private
 from tlog.keys import KeyType, LogKey
 from tlog.merkle import leaf_hash
 from tlog.metrics import LogMetrics
@@ -74,15 +74,7 @@ def _load_or_create_key(path: Path, key_type: KeyType) -> tuple[LogKey, bool]:
         except InvalidInput as e:
             raise StartupError(f"{path}: {e}") from e
     key = LogKey.generate(key_type)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, key.to_pem())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, key.to_pem())
     return key, True
 
 

@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ from tlog.checkpoint import Checkpoint, verify_checkpoint
 from tlog.client import LogAPIError, LogClient
 from tlog.cosignature import CosignatureVerifier, cosigned_by
 from tlog.errors import InvalidInput, TlogError, VerificationError
+from tlog.files import write_atomically
 from tlog.hashedrekord import parse_body, public_key_fingerprint_of_pem
 from tlog.merkle import HASH_SIZE, fold_subtrees, leaf_hash, node_hash, verify_consistency
 from tlog.note import parse_note
@@ -278,26 +278,6 @@ def default_state_path(kind: str, origin: str) -> Path:
     """`$XDG_STATE_HOME/tlog/<kind>-<origin>.json` (~/.local/state by default)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "tlog" / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]', '_', origin)}.json"
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` all at once: temp file, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class JsonState(Protocol):

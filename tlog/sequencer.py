@@ -106,6 +106,10 @@ class Sequencer:
         self.last_error: str | None = None  # why the last batch failed; None once one succeeds
 
     @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
     def pending(self) -> int:
         return len(self._queue)
 

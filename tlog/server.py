@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -14,38 +16,59 @@ from tlog.log import Log, LogConfig
 log = logging.getLogger("tlog")
 
 
+async def run_app(app: web.Application, host: str, port: int, *, started: Callable[[], None],
+                  stopping: Callable[[], Awaitable[None]] | None = None, **runner_args: Any) -> None:
+    """Serve `app` on host:port until SIGTERM/SIGINT. On the signal the listener closes
+    first, then `stopping` runs (in-flight requests may still finish), then the app is
+    torn down."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_args)
+    await runner.setup()
+    try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        try:
+            started()
+            await stop.wait()
+        finally:
+            await site.stop()
+            if stopping is not None:
+                await stopping()
+    finally:
+        await runner.cleanup()
+
+
 async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | None = None,
                 max_header_size: int = 8190, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then stop accepting, finish the queued batch, exit."""
     lg = await Log.open(config)
     if lg.created_key:
         log.info("created a new %s log key in %s", config.key_type, config.data_dir / "log.key")
-    app = make_app(lg, limits)
-    # Header limits are enforced by aiohttp's parser (400 beyond); an idle or stalled
-    # connection is closed after the request timeout (keep-alive timer).
-    timeout = (limits or ApiLimits()).body_timeout
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, max_line_size=max_header_size,
-                           max_field_size=max_header_size, keepalive_timeout=timeout)
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+
+    def started() -> None:
         log.info("serving %s on http://%s:%d", lg.describe(), host, port)
         if ready is not None:
             ready.set()
-        await stop.wait()
+
+    async def stopping() -> None:
+        # In-flight submissions finish (their batch commits), then what is still queued.
         log.info("stopping: draining %d queued submissions", lg.sequencer.pending)
-    finally:
-        # Stop listening first, let in-flight requests finish (their batch commits), then
-        # close the sequencer (drains what is still queued) and the database.
-        await site.stop()
         if lg.witnessing is not None:
             await lg.witnessing.close()
         await lg.sequencer.close()
-        await runner.cleanup()
+
+    # Header limits are enforced by aiohttp's parser (400 beyond); an idle or stalled
+    # connection is closed after the request timeout (keep-alive timer).
+    timeout = (limits or ApiLimits()).body_timeout
+    try:
+        await run_app(make_app(lg, limits), host, port, started=started, stopping=stopping,
+                      max_line_size=max_header_size, max_field_size=max_header_size,
+                      keepalive_timeout=timeout)
+    finally:
+        if not lg.sequencer.closed:
+            await lg.sequencer.close()
         await lg.storage.close()
         log.info("stopped at tree size %d", lg.head.state.size)

@@ -17,7 +17,6 @@ Tables:
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import aiosqlite
 
 from tlog.errors import TlogError
+from tlog.files import fsync_dir
 from tlog.tree import TILE_WIDTH, TileWrite
 
 SCHEMA_VERSION = "1"
@@ -167,7 +167,7 @@ class Storage:
         except BaseException:
             await self._w.execute("ROLLBACK")
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     # -- recovery ---------------------------------------------------------------------------
     async def recover(self) -> RecoveredTree:
@@ -298,11 +298,3 @@ class Storage:
             "SELECT size, root, note, created FROM checkpoints ORDER BY size DESC LIMIT 1")
         return StoredCheckpoint(*rows[0]) if rows else None
 
-
-def _fsync_dir(path: Path) -> None:
-    """Make a newly created file's directory entry durable too."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

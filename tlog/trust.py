@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tlog.errors import InvalidInput, TlogError
+from tlog.files import write_atomically
 from tlog.keys import LogPublicKey
 
 
@@ -66,18 +66,8 @@ def load_trust(path: Path) -> list[TrustedLog]:
 
 def save_trust(path: Path, logs: Sequence[TrustedLog]) -> None:
     """Write the trust file atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"logs": [lg.to_json() for lg in logs]}, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trust-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data.encode())
 
 
 def select_log(logs: Sequence[TrustedLog], url: str | None) -> TrustedLog:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import sqlite3
 import stat
 import time
@@ -24,6 +22,8 @@ from aiohttp import web
 
 from tlog.cosignature import CosignatureSigner, parse_cosignature_signer_key
 from tlog.checkpoint import log_note_verifiers, validate_origin
+from tlog.files import write_private
+from tlog.server import run_app
 from tlog.errors import InvalidInput, TlogError
 from tlog.keys import LogPublicKey
 from tlog.note import Verifier, parse_verifier_key
@@ -148,18 +148,10 @@ def load_witness_key(path: Path) -> CosignatureSigner:
 
 def write_witness_key(path: Path, signer: CosignatureSigner, *, force: bool = False) -> None:
     """Write the signer key to a new file, mode 0600; never replace one unless force."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
     try:
-        fd = os.open(path, flags, 0o600)
+        write_private(path, (signer.signer_key() + "\n").encode(), force=force)
     except FileExistsError:
-        raise TlogError(f"{path} already exists; pass --force to replace it (the old key is lost)")
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file (--force)
-        os.write(fd, (signer.signer_key() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise TlogError(f"{path} already exists; pass --force to replace it (the old key is lost)") from None
 
 
 def parse_log_option(spec: str) -> tuple[str, list[Verifier]]:
@@ -226,21 +218,13 @@ async def serve_witness(config: WitnessConfig, host: str, port: int, *,
     if not logs:
         raise TlogError("a witness needs at least one --log ORIGIN=KEY to witness")
     store = await SqliteWitnessStore.open(config.data_dir / "witness.db")
-    runner = web.AppRunner(make_witness_app(Witness(signer, logs, store)), access_log=None,
-                           handle_signals=False)
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+    def started() -> None:
         log.info("witness %s serving on http://%s:%d for %s", signer.verifier().verifier_key(),
                  host, port, ", ".join(logs))
         if ready is not None:
             ready.set()
-        await stop.wait()
+
+    try:
+        await run_app(make_witness_app(Witness(signer, logs, store)), host, port, started=started)
     finally:
-        await runner.cleanup()
         await store.close()
