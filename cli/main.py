@@ -20,7 +20,8 @@ def _fail(message: str, code: int = 1) -> None:
 # Command name → the module that defines it. Modules are imported on first use, so
 # `tlog serve` starts without loading every other command (restart time matters: DESIGN §5).
 COMMANDS = {
-    "audit": "cli.audit_cmd", "bench": "cli.bench_cmd", "fsck": "cli.fsck_cmd",
+    "audit": "cli.audit_cmd", "bench": "cli.bench_cmd", "completion": "cli.completion_cmd",
+    "fsck": "cli.fsck_cmd",
     "keygen": "cli.keys_cmd", "monitor": "cli.monitor_cmd", "get": "cli.query_cmd",
     "info": "cli.query_cmd", "search": "cli.query_cmd", "serve": "cli.serve_cmd",
     "sign": "cli.sign_cmd", "upload": "cli.sign_cmd", "trust": "cli.trust_cmd",

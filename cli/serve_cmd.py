@@ -40,6 +40,9 @@ from cli.main import main
 @click.option("--witness", "witnesses", multiple=True, metavar="URL=VKEY",
               help="A witness to push checkpoints to (repeatable): its URL and cosignature "
                    "verifier key (name+hexid+base64).")
+@click.option("--read-only", is_flag=True,
+              help="Serve an existing log frozen: reads and proofs only, submissions get 403 "
+                   "(key rotation: freeze the old log, start a new one).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Log lines as plain text or as JSON objects (one per line, with request IDs).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
@@ -47,7 +50,7 @@ from cli.main import main
 def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: str,
           batch_size: int, batch_ms: float, max_pending: int, max_body: int, rate_limit: float,
           rate_burst: int, request_timeout: float, max_header_size: int, witnesses: tuple[str, ...],
-          log_format: str, access_log: bool) -> None:
+          read_only: bool, log_format: str, access_log: bool) -> None:
     """Run the log server."""
     import logging
 
@@ -64,6 +67,7 @@ def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type
     url = public_url or f"http://{host}:{port}"
     config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,  # type: ignore[arg-type]
                        batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending,
-                       witnesses=tuple(parse_witness_option(w) for w in witnesses))
+                       witnesses=tuple(parse_witness_option(w) for w in witnesses),
+                       read_only=read_only)
     limits = ApiLimits(max_body=max_body, rate=rate_limit, burst=rate_burst, body_timeout=request_timeout)
     asyncio.run(run(config, host, port, limits=limits, max_header_size=max_header_size))

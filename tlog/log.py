@@ -59,6 +59,7 @@ class LogConfig:
     batch_ms: float = 5.0
     max_pending: int = 4096
     witnesses: tuple[WitnessSpec, ...] = ()
+    read_only: bool = False  # a frozen log: serves reads and proofs, accepts no entries
 
 
 def _load_or_create_key(path: Path, key_type: KeyType) -> tuple[LogKey, bool]:
@@ -100,12 +101,16 @@ class Log:
     @classmethod
     async def open(cls, config: LogConfig) -> Log:
         data = config.data_dir
+        if config.read_only and not (data / DB_FILE).exists():
+            raise StartupError(f"--read-only serves an existing log, and {data} holds none")
         data.mkdir(parents=True, exist_ok=True)
         key, created = _load_or_create_key(data / KEY_FILE, config.key_type)
         log_id_hex = key.public_key.log_id().hex()
-        storage = await Storage.open(data / DB_FILE)
+        storage = await Storage.open(data / DB_FILE, read_only=config.read_only)
         try:
             meta = await storage.get_meta()
+            if config.read_only and (not meta or created):
+                raise StartupError(f"--read-only serves an existing log, and {data} holds none")
             if not meta:
                 origin = origin_from_url(config.public_url)
                 validate_origin(origin)
@@ -177,6 +182,9 @@ class Log:
 
     async def submit(self, request: object) -> dict[str, Any]:
         """Admit, sequence and answer with the LogEntry (raises Duplicate, Overloaded…)."""
+        if self.config.read_only:
+            raise InvalidInput("this log is frozen (read-only): it accepts no new entries; its "
+                               "entries, proofs and checkpoints stay available", 403)
         _, admitted = self.admit(request)
         done: Sequenced = await self.sequencer.submit(admitted)
         return await self._log_entry(done.index, done.integrated_time, admitted.body, done.head)

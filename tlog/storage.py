@@ -136,13 +136,16 @@ class Storage:
         self._r = reader
 
     @classmethod
-    async def open(cls, path: Path) -> Storage:
+    async def open(cls, path: Path, *, read_only: bool = False) -> Storage:
+        """Open (or create) the database; `read_only` refuses every write, even by mistake."""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             writer = await aiosqlite.connect(path, isolation_level=None)
             await writer.execute("PRAGMA journal_mode=WAL")
             await writer.execute("PRAGMA synchronous=FULL")
             await writer.executescript(_SCHEMA + _append_only_triggers())
+            if read_only:
+                await writer.execute("PRAGMA query_only=ON")
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as e:
