@@ -57,3 +57,29 @@ def test_version_and_completion() -> None:
     env |= {"COMP_WORDS": "tlog serve --da", "COMP_CWORD": "2"}
     out = subprocess.run([sys.executable, "-m", "cli"], env=env, capture_output=True, text=True, cwd=ROOT).stdout
     assert "plain,--data-dir" in out
+
+
+async def test_readme_backup_commands_make_a_copy_that_fsck_passes(tmp_path: Path) -> None:
+    import aiohttp
+
+    from .test_readme import readme_block
+    from .test_serve import free_port, start, stop, wait_ready
+
+    data, port = tmp_path / "data", free_port()
+    proc = start(data, port)
+    await wait_ready(port, proc)
+    try:
+        signer = Signer()
+        async with aiohttp.ClientSession() as s:
+            for _ in range(5):
+                async with s.post(f"http://127.0.0.1:{port}/api/v1/log/entries", json=signer.proposed()) as r:
+                    assert r.status == 201
+        backup = tmp_path / "backup"
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DATA": str(data), "BACKUP": str(backup)}
+        r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + readme_block("backup")], env=env,
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (backup / "log.key").stat().st_mode & 0o777 == 0o600
+        assert "tree size 5" in r.stdout
+    finally:
+        stop(proc)
