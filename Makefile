@@ -7,7 +7,7 @@ DATA   ?= tlog-data
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: serve test bench crash-test clean
+.PHONY: serve test bench crash-test fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 # Long reliability run: SIGKILL a loaded server KILLS times (default 25), check everything after each.
 crash-test: $(STAMP)
 	$(PY) -m tests.crash --kills $${KILLS:-25} --clients $${C:-32}
+
+# Long hostile-input run: many more hypothesis and schemathesis examples.
+fuzz: $(STAMP)
+	TLOG_FUZZ_LONG=1 $(PY) -m pytest -q -s tests/test_hostile_input.py tests/test_openapi.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -27,6 +27,7 @@ from tlog import hashedrekord, rekor
 from tlog.errors import InvalidInput
 from tlog.log import Log
 from tlog.logs import request_id
+from tlog.openapi import OPENAPI_PATH, openapi_spec
 from tlog.ratelimit import TokenBuckets
 from tlog.sequencer import Duplicate, Overloaded, Unavailable
 from tlog.tiles import parse_tile_path
@@ -293,7 +294,9 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 async def tile(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
-    if not path.isascii():  # tile paths are ASCII; str.isdigit() and \d also take "²", "٣"
+    # Tile paths are short and ASCII: parse_tile_path's isdigit() also takes "²", and int()
+    # refuses more than 4300 digits.
+    if len(path) > 128 or not path.isascii():
         raise InvalidInput(f"not a tile path: tile/{path[:200]}", 404)
     ref = parse_tile_path(path)
     data = await _log(request).tile(ref)
@@ -325,6 +328,11 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"status": "ready", "treeSize": lg.head.state.size})
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.0 document of this API (tlog/openapi.py)."""
+    return _json(openapi_spec(_log(request).config.public_url))
+
+
 def make_app(lg: Log, limits: ApiLimits | None = None, *, max_body: int | None = None) -> web.Application:
     limits = limits or ApiLimits()
     if max_body is not None:
@@ -347,4 +355,5 @@ def make_app(lg: Log, limits: ApiLimits | None = None, *, max_body: int | None =
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get(OPENAPI_PATH, openapi_json)
     return app
