@@ -109,3 +109,10 @@ async def test_tile_caching_and_absent_tiles(open_log) -> None:
     r = await client.get("/checkpoint")
     assert r.headers["Cache-Control"] == "public, max-age=2"
     assert r.headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("bad", ["0/²", "²/000", "0/000.p/²", "0/٣٣٣", "0/" + "9" * 5000, "0/" + "x000/" * 40 + "000"])
+def test_non_ascii_and_overlong_tile_paths_are_404(bad: str) -> None:
+    with pytest.raises(InvalidInput) as e:
+        parse_tile_path(bad)
+    assert e.value.status == 404

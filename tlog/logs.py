@@ -50,3 +50,6 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # aiohttp logs a full traceback for every malformed request it answers itself (400):
+    # a hostile client could flood the log with them. The access log still records them.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)

@@ -66,7 +66,7 @@ async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | 
     try:
         await run_app(make_app(lg, limits), host, port, started=started, stopping=stopping,
                       max_line_size=max_header_size, max_field_size=max_header_size,
-                      keepalive_timeout=timeout)
+                      keepalive_timeout=timeout, lingering_time=min(timeout, 2.0))
     finally:
         if not lg.sequencer.closed:
             await lg.sequencer.close()

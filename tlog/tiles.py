@@ -15,6 +15,7 @@ from tlog.errors import InvalidInput
 from tlog.tree import TILE_HEIGHT, TILE_WIDTH
 
 MAX_LEVEL = 63 // TILE_HEIGHT + 1
+_MAX_PATH = 128  # "entries/" + 7 groups of "x999/" covers every 64-bit index, with room
 _GROUP = re.compile(r"x\d{3}")
 _LAST = re.compile(r"\d{3}")
 
@@ -54,6 +55,10 @@ def encode_index(n: int) -> str:
 def parse_tile_path(path: str) -> TileRef:
     """Parse "<L>/<N>[.p/<W>]" or "entries/<N>[.p/<W>]" (what follows "tile/")."""
     bad = InvalidInput(f"not a tile path: tile/{path[:200]}", 404)
+    # Tile paths are short and ASCII (str.isdigit() and \\d also take "²" and "٣", and
+    # int() refuses more than 4,300 digits): anything else is not a tile.
+    if len(path) > _MAX_PATH or not path.isascii():
+        raise bad
     parts = path.split("/")
     if len(parts) < 2:
         raise bad
