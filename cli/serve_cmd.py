@@ -23,7 +23,7 @@ from cli.main import main
               show_default=True, help="Type of the log key created on first start.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
               help="Most entries written in one transaction.")
-@click.option("--batch-ms", type=click.FloatRange(0, 10_000), default=5.0, show_default=True,
+@click.option("--batch-ms", type=click.FloatRange(0, 10_000), default=1.0, show_default=True,
               help="How long a batch waits for more entries before it is written.")
 @click.option("--max-pending", type=click.IntRange(1, 10_000_000), default=4096, show_default=True,
               help="Queued submissions beyond which the log answers 503.")

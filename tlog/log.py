@@ -56,7 +56,7 @@ class LogConfig:
     public_url: str = "http://127.0.0.1:3000"
     key_type: KeyType = "ed25519"
     batch_size: int = 256
-    batch_ms: float = 5.0
+    batch_ms: float = 1.0
     max_pending: int = 4096
     witnesses: tuple[WitnessSpec, ...] = ()
     read_only: bool = False  # a frozen log: serves reads and proofs, accepts no entries
@@ -187,7 +187,11 @@ class Log:
                                "entries, proofs and checkpoints stay available", 403)
         _, admitted = self.admit(request)
         done: Sequenced = await self.sequencer.submit(admitted)
-        return await self._log_entry(done.index, done.integrated_time, admitted.body, done.head)
+        self._remember_set(done.index, done.set_sig)
+        head = done.head
+        proof = rekor.InclusionProof(done.index, head.state.size, head.root, done.proof, head.note)
+        return rekor.log_entry(admitted.leaf_hash, admitted.body, done.integrated_time, self.log_id,
+                               done.index, done.set_sig, proof)
 
     # -- reads ----------------------------------------------------------------------------
     async def _tree(self, head: Published, tiles: set[int]) -> TileTree:
@@ -206,7 +210,7 @@ class Log:
         if missing:
             for t, data in (await self.storage.read_leaf_tiles(missing)).items():
                 fetched[t] = self.tile_cache.put(t, data)
-        return TileTree(head.state, fetched)
+        return TileTree(head.state, fetched, head.memo)
 
     def _set(self, index: int, integrated_time: int, body: bytes) -> bytes:
         """The entry's SET: signed once, then served from a small cache (an entry's SET
@@ -214,10 +218,13 @@ class Log:
         hit = self._sets.get(index)
         if hit is None:
             hit = sign_set(self.key, body, integrated_time, self.log_id_hex, index)
-            self._sets[index] = hit
-            if len(self._sets) > 65536:
-                self._sets.popitem(last=False)
+            self._remember_set(index, hit)
         return hit
+
+    def _remember_set(self, index: int, set_sig: bytes) -> None:
+        self._sets[index] = set_sig
+        if len(self._sets) > 65536:
+            self._sets.popitem(last=False)
 
     async def _log_entry(self, index: int, integrated_time: int, body: bytes,
                          head: Published) -> dict[str, Any]:

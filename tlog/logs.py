@@ -41,6 +41,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+    # An access-log line per request must be cheap: skip what the logging HOWTO's
+    # "Optimization" section lists as avoidable (caller lookup, thread/process capture).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":

@@ -14,13 +14,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from tlog.errors import TlogError
 from tlog.guard import CheckpointGuard, ForkRefused
 from tlog.metrics import LogMetrics
 from tlog.keys import LogKey
 from tlog.storage import NewEntry, Storage, StorageError, StoredCheckpoint
+from tlog.timestamp import sign_set
 from tlog.tree import TILE_HEIGHT, TILE_WIDTH, TileTree, TreeState
 
 log = logging.getLogger("tlog.sequencer")
@@ -63,6 +65,8 @@ class Published:
     # Level-0 tiles the last batch touched, as they are at this size: proofs for the
     # batch's own entries need no storage read.
     fresh_tiles: dict[int, bytes]
+    # Roots of the tree's right-edge ranges at this size, shared by every proof against it.
+    memo: dict[tuple[int, int], bytes] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class Sequenced:
     index: int
     integrated_time: int
     head: Published
+    set_sig: bytes  # the signed entry timestamp
+    proof: list[bytes]  # inclusion proof against head
 
 
 @dataclass
@@ -82,7 +88,7 @@ class _Pending:
 
 class Sequencer:
     def __init__(self, storage: Storage, key: LogKey, origin: str, head: Published, *,
-                 batch_size: int = 256, batch_ms: float = 5.0, max_pending: int = 4096,
+                 batch_size: int = 256, batch_ms: float = 1.0, max_pending: int = 4096,
                  clock: Callable[[], float] = time.time, metrics: LogMetrics | None = None) -> None:
         self.storage = storage
         self.key = key
@@ -94,6 +100,8 @@ class Sequencer:
         self.max_pending = max_pending
         self._clock = clock
         self.metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlog-set")
+        self._log_id_hex = key.public_key.log_id().hex()
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -122,6 +130,7 @@ class Sequencer:
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        self._executor.shutdown(wait=False)
 
     async def submit(self, entry: Admitted) -> Sequenced:
         if self._closing:
@@ -193,27 +202,52 @@ class Sequencer:
             entries = [NewEntry(old.size + i, p.entry.body, p.entry.leaf_hash, p.entry.search_keys)
                        for i, p in enumerate(accepted)]
             t0 = time.perf_counter()
+            write = asyncio.ensure_future(self.storage.append_batch(
+                entries, now, writes, StoredCheckpoint(new_state.size, root, note, now)))
+            # While the batch is written and fsync'd (in SQLite's thread), prepare each
+            # entry's answer: SETs are signed on a thread (signing releases the GIL) and
+            # inclusion proofs computed here. Nothing is released before the write is done.
+            answers_error: Exception | None = None
+            memo: dict[tuple[int, int], bytes] = {}
             try:
-                await self.storage.append_batch(
-                    entries, now, writes, StoredCheckpoint(new_state.size, root, note, now))
+                sets = asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._sign_sets, [e.body for e in entries], now, old.size)
+                tree = TileTree(new_state, fresh, memo)
+                proofs = [tree.inclusion_proof(e.index, new_state.size) for e in entries]
+                set_sigs = await sets
+            except Exception as e:  # a bug; the write's outcome still decides what is stored
+                answers_error = e
+            try:
+                await write
             except BaseException as e:
                 new_state.truncate_to(old)
                 self.guard.rollback(old.size, self.head.root)
                 if isinstance(e, StorageError):
                     raise Unavailable(f"the log cannot store entries right now: {e}") from e
                 raise
-            self.head = Published(new_state, root, note, fresh)
-            self.batches += 1
-            if self.metrics is not None:
-                self.metrics.batch_committed(len(entries), time.perf_counter() - t0, new_state.size)
-            for listener in self.listeners:
-                listener()
+            self._publish(new_state, root, note, fresh, len(entries), t0, memo)
+            if answers_error is not None:
+                raise answers_error
             for i, p in enumerate(accepted):
                 if not p.future.done():
-                    p.future.set_result(Sequenced(old.size + i, now, self.head))
+                    p.future.set_result(Sequenced(old.size + i, now, self.head, set_sigs[i], proofs[i]))
         for p, index in later_dupes:
             if not p.future.done():
                 p.future.set_exception(Duplicate(index, p.entry.leaf_hash))
+
+    def _publish(self, state: TreeState, root: bytes, note: bytes, fresh: dict[int, bytes],
+                 entries: int, t0: float, memo: dict[tuple[int, int], bytes]) -> None:
+        """The batch is durable: make it the head that reads and proofs are served from."""
+        self.head = Published(state, root, note, fresh, memo)
+        self.batches += 1
+        if self.metrics is not None:
+            self.metrics.batch_committed(entries, time.perf_counter() - t0, state.size)
+        for listener in self.listeners:
+            listener()
+
+    def _sign_sets(self, bodies: list[bytes], integrated_time: int, first: int) -> list[bytes]:
+        return [sign_set(self.key, b, integrated_time, self._log_id_hex, first + i)
+                for i, b in enumerate(bodies)]
 
 
 def _fresh_tiles(old: TreeState, leaves: list[bytes]) -> dict[int, bytes]:

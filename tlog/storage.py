@@ -17,6 +17,7 @@ Tables:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from tlog.files import fsync_dir
 from tlog.tree import TILE_WIDTH, TileWrite
 
 SCHEMA_VERSION = "1"
+READERS = 3  # reader connections (threads)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,10 +132,18 @@ def _join_chunks(rows: Iterable[tuple[int, bytes]], where: str) -> bytes:
 class Storage:
     """The log's database. `open` creates it on first use."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, path: Path, writer: aiosqlite.Connection,
+                 readers: list[aiosqlite.Connection]) -> None:
         self.path = path
         self._w = writer
-        self._r = reader
+        # Several reader connections, each with its own thread: one would serialize every
+        # concurrent read (sqlite3 releases the GIL while it works).
+        self._readers = readers
+        self._next = itertools.cycle(readers)
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        return next(self._next)
 
     @classmethod
     async def open(cls, path: Path, *, read_only: bool = False) -> Storage:
@@ -146,14 +156,18 @@ class Storage:
             await writer.executescript(_SCHEMA + _append_only_triggers())
             if read_only:
                 await writer.execute("PRAGMA query_only=ON")
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            await reader.execute("PRAGMA query_only=ON")
+            readers = []
+            for _ in range(READERS):
+                reader = await aiosqlite.connect(path, isolation_level=None)
+                await reader.execute("PRAGMA query_only=ON")
+                readers.append(reader)
         except sqlite3.Error as e:
             raise StorageError(f"cannot open database {path}: {e}") from e
-        return cls(path, writer, reader)
+        return cls(path, writer, readers)
 
     async def close(self) -> None:
-        await self._r.close()
+        for reader in self._readers:
+            await reader.close()
         await self._w.close()
 
     # -- identity -------------------------------------------------------------------------

@@ -162,6 +162,10 @@ def _tiles_for_ranges(state: TreeState, ranges: Iterable[Range]) -> set[int]:
 
 def tiles_for_inclusion(state: TreeState, index: int, size: int) -> set[int]:
     """Plan: the level-0 tiles an inclusion proof of leaf `index` at `size` must read."""
+    if size == state.size:
+        # Against the snapshot's own size, every node off the leaf's own tile is at level
+        # ≥ 8 or in the tail: at most that one tile is read.
+        return set() if state.node(0, index) is not None else {index >> TILE_HEIGHT}
     return _tiles_for_ranges(state, inclusion_ranges(index, size))
 
 
@@ -231,10 +235,14 @@ class TileTree(BaseMerkleTree):
     """
 
     def __init__(self, state: TreeState,
-                 tiles: Mapping[int, bytes | ExpandedTile] | None = None) -> None:
+                 tiles: Mapping[int, bytes | ExpandedTile] | None = None,
+                 memo: dict[Range, bytes] | None = None) -> None:
         super().__init__("sha256")
         self.state = state
         self.tiles = tiles or {}
+        # Roots of non-perfect ranges (the right edge of the tree) are the same for every
+        # proof against this snapshot: a shared memo computes each once.
+        self.memo = memo if memo is not None else {}
 
     # -- pymerkle storage interface ---------------------------------------------------
     def _encode_entry(self, data: bytes) -> bytes:
@@ -276,9 +284,23 @@ class TileTree(BaseMerkleTree):
     def range_root(self, start: int, end: int) -> bytes:
         return self._get_root(start, end)
 
+    def hashes(self, ranges: Iterable[Range]) -> list[bytes]:
+        """The roots of proof ranges: perfect ones are one lookup, others memoized."""
+        out = []
+        for start, end in ranges:
+            width = end - start
+            if width & (width - 1) == 0:
+                out.append(self._get_subroot(start, width))
+                continue
+            h = self.memo.get((start, end))
+            if h is None:
+                h = self.memo[(start, end)] = self._get_root(start, end)
+            out.append(h)
+        return out
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 PATH(index, D[size]), leaf to root."""
-        return [self._get_root(s, e) for s, e in inclusion_ranges(index, size)]
+        return self.hashes(inclusion_ranges(index, size))
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """RFC 9162 §2.1.4.1 PROOF(size1, D[size2])."""
