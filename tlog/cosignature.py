@@ -12,7 +12,6 @@ transparency-dev/formats `note` reads them: verifier keys (vkeys)
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import struct
 import time
@@ -31,6 +30,7 @@ from tlog.note import (
     _key_hash,
     cosignature_key_id,
     is_valid_key_name,
+    split_key_string,
 )
 
 # tlog-cosignature "Format": the timestamp MUST NOT exceed 2^63 - 1.
@@ -147,24 +147,7 @@ def _split_key(s: str, what: str) -> tuple[str, bytes, int, bytes]:
     Types 0x04 and 0x01 are accepted, as Go's NewVerifierForCosignatureV1 does: an Ed25519
     note key (0x01) names the same key pair, which then cosigns under its 0x04 key ID.
     """
-    parts = s.strip().split("+", 2)
-    if len(parts) != 3:
-        raise InvalidInput(f"malformed {what}: expected <name>+<key id>+<key data>")
-    name, hex_id, b64 = parts
-    if not is_valid_key_name(name):
-        raise InvalidInput(f"malformed {what}: invalid key name {name!r}")
-    if not _HEX8.fullmatch(hex_id):
-        raise InvalidInput(f"malformed {what}: key ID {hex_id!r} is not 8 hex digits")
-    try:
-        raw = base64.b64decode(b64.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise InvalidInput(f"malformed {what}: key data is not base64") from None
-    if base64.b64encode(raw).decode("ascii") != b64:
-        raise InvalidInput(f"malformed {what}: key data is not canonical base64")
-    if len(raw) != 33 or raw[0] not in (SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519):
-        raise InvalidInput(f"malformed {what}: key data must be 0x04 (or 0x01) and a 32-byte "
-                           "Ed25519 key")
-    return name, bytes.fromhex(hex_id), raw[0], raw[1:]
+    return split_key_string(s, what, (SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519))
 
 
 def parse_cosignature_verifier_key(s: str) -> CosignatureVerifier:

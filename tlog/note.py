@@ -355,10 +355,12 @@ def format_verifier_key(name: str, public_key: bytes) -> str:
     return f"{name}+{key_id.hex()}+{b64}"
 
 
-def _split_key_string(s: str, what: str) -> tuple[str, bytes, bytes]:
-    """Split `<name>+<8 hex>+<base64>` into (name, key ID, decoded key data)."""
+def split_key_string(s: str, what: str, types: tuple[int, ...] = (SIG_TYPE_ED25519,)
+                     ) -> tuple[str, bytes, int, bytes]:
+    """Split `<name>+<8 hex>+<base64(type || 32-byte key)>` into (name, key ID, type, key),
+    accepting only the given key types (0x01 note keys; cosignature keys add 0x04)."""
     # Split at the first two '+' only: base64 key data may itself contain '+'.
-    parts = s.split("+", 2)
+    parts = s.strip().split("+", 2)
     if len(parts) != 3:
         raise InvalidInput(f"malformed {what}: expected <name>+<key id>+<key data>")
     name, hex_id, b64 = parts
@@ -367,16 +369,15 @@ def _split_key_string(s: str, what: str) -> tuple[str, bytes, bytes]:
     if not _HEX8.fullmatch(hex_id):
         raise InvalidInput(f"malformed {what}: key ID {hex_id!r} is not 8 hex digits")
     key = _b64decode_strict(b64) if b64 else b""
-    if len(key) != 33 or key[0] != SIG_TYPE_ED25519:
-        raise InvalidInput(
-            f"malformed {what}: key data must be 0x01 followed by a 32-byte Ed25519 key"
-        )
-    return name, bytes.fromhex(hex_id), key[1:]
+    if len(key) != 33 or key[0] not in types:
+        kinds = " or ".join(f"0x{t:02x}" for t in types)
+        raise InvalidInput(f"malformed {what}: key data must be {kinds} followed by a 32-byte Ed25519 key")
+    return name, bytes.fromhex(hex_id), key[0], key[1:]
 
 
 def parse_verifier_key(s: str) -> Ed25519NoteVerifier:
     """Parse a verifier key string, checking the key ID matches name and key."""
-    name, key_id, public_key = _split_key_string(s, "verifier key")
+    name, key_id, _, public_key = split_key_string(s, "verifier key")
     v = Ed25519NoteVerifier(name, public_key)
     if v.key_id != key_id:
         raise InvalidInput(
@@ -391,7 +392,7 @@ def parse_signer_key(s: str) -> Ed25519NoteSigner:
     prefix = "PRIVATE+KEY+"
     if not s.startswith(prefix):
         raise InvalidInput("malformed signer key: must start with PRIVATE+KEY+")
-    name, key_id, seed = _split_key_string(s[len(prefix) :], "signer key")
+    name, key_id, _, seed = split_key_string(s[len(prefix) :], "signer key")
     signer = Ed25519NoteSigner.from_seed(name, seed)
     # The key ID hashes the *public* key, so it can only be checked after deriving it.
     if signer.key_id != key_id:
