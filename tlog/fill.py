@@ -62,7 +62,7 @@ async def fill(data_dir: Path, count: int, *, workers: int | None = None,
                 if queued < len(sizes):
                     pending.append(loop.run_in_executor(pool, _make_chunk, sizes[queued]))
                     queued += 1
-                await asyncio.gather(*[lg.sequencer.submit(Admitted(b, h, k)) for b, h, k in chunk])
+                await asyncio.gather(*[lg.sequencer.submit(Admitted(b, h, k, answer=False)) for b, h, k in chunk])
                 if progress:
                     progress(len(chunk))
         return lg.head.state.size

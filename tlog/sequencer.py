@@ -23,7 +23,7 @@ from tlog.metrics import LogMetrics
 from tlog.keys import LogKey
 from tlog.storage import NewEntry, Storage, StorageError, StoredCheckpoint
 from tlog.timestamp import sign_set
-from tlog.tree import TILE_HEIGHT, TILE_WIDTH, TileTree, TreeState
+from tlog.tree import TILE_HEIGHT, TILE_WIDTH, ExpandedTile, TileTree, TreeState
 
 log = logging.getLogger("tlog.sequencer")
 
@@ -53,6 +53,7 @@ class Admitted:
     body: bytes
     leaf_hash: bytes
     search_keys: tuple[int, ...]
+    answer: bool = True  # False: the submitter needs no SET or proof (bulk fill)
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,13 @@ class Sequencer:
             answers_error: Exception | None = None
             memo: dict[tuple[int, int], bytes] = {}
             try:
+                wanted = [(e, p.entry.answer) for e, p in zip(entries, accepted)]
                 sets = asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._sign_sets, [e.body for e in entries], now, old.size)
-                tree = TileTree(new_state, fresh, memo)
-                proofs = [tree.inclusion_proof(e.index, new_state.size) for e in entries]
+                    self._executor, self._sign_sets, [e.body if a else None for e, a in wanted], now, old.size)
+                # Full tiles the batch completed are expanded once, not folded per proof.
+                view = {t: ExpandedTile(d) if len(d) == TILE_WIDTH * 32 else d for t, d in fresh.items()}
+                tree = TileTree(new_state, view, memo)
+                proofs = [tree.inclusion_proof(e.index, new_state.size) if a else [] for e, a in wanted]
                 set_sigs = await sets
             except Exception as e:  # a bug; the write's outcome still decides what is stored
                 answers_error = e
@@ -245,8 +249,8 @@ class Sequencer:
         for listener in self.listeners:
             listener()
 
-    def _sign_sets(self, bodies: list[bytes], integrated_time: int, first: int) -> list[bytes]:
-        return [sign_set(self.key, b, integrated_time, self._log_id_hex, first + i)
+    def _sign_sets(self, bodies: list[bytes | None], integrated_time: int, first: int) -> list[bytes]:
+        return [b"" if b is None else sign_set(self.key, b, integrated_time, self._log_id_hex, first + i)
                 for i, b in enumerate(bodies)]
 
 
