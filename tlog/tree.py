@@ -13,6 +13,7 @@ level-0 tiles a proof needs, the caller reads them in one batch, `TileTree` fold
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -190,9 +191,12 @@ class ExpandedTile:
             raise ValueError("only a full tile can be expanded")
         levels = [leaves]
         cur = leaves
+        sha256 = hashlib.sha256
+        pair = 2 * HASH_SIZE
         for _ in range(1, TILE_HEIGHT):
-            cur = b"".join(node_hash(cur[i:i + HASH_SIZE], cur[i + HASH_SIZE:i + 2 * HASH_SIZE])
-                           for i in range(0, len(cur), 2 * HASH_SIZE))
+            # node_hash(left, right) = SHA-256(0x01 || left || right), and siblings lie side by
+            # side: one 64-byte slice per node (this runs on every tile-cache miss).
+            cur = b"".join([sha256(b"\x01" + cur[i:i + pair]).digest() for i in range(0, len(cur), pair)])
             levels.append(cur)
         self.levels = levels
 
