@@ -43,6 +43,13 @@ async def test_read_only_refuses_to_create_a_log(tmp_path: Path, open_log) -> No
     with pytest.raises(StartupError, match="existing log"):
         await open_log(data_dir=tmp_path / "nothing", read_only=True)
     assert not (tmp_path / "nothing" / "log.key").exists()
+    # A log whose key is missing is not given a new one either.
+    lg, _ = await open_log(data_dir=tmp_path / "keyless")
+    await lg.close()
+    (tmp_path / "keyless" / "log.key").unlink()
+    with pytest.raises(StartupError, match="needs log.key"):
+        await open_log(data_dir=tmp_path / "keyless", read_only=True)
+    assert not (tmp_path / "keyless" / "log.key").exists()
 
 
 def test_version_and_completion() -> None:

@@ -101,15 +101,17 @@ class Log:
     @classmethod
     async def open(cls, config: LogConfig) -> Log:
         data = config.data_dir
-        if config.read_only and not (data / DB_FILE).exists():
-            raise StartupError(f"--read-only serves an existing log, and {data} holds none")
+        if config.read_only and not ((data / DB_FILE).exists() and (data / KEY_FILE).exists()):
+            # A frozen log writes nothing, not even a new key.
+            raise StartupError(f"--read-only serves an existing log, and {data} holds none "
+                               f"(it needs {KEY_FILE} and {DB_FILE})")
         data.mkdir(parents=True, exist_ok=True)
         key, created = _load_or_create_key(data / KEY_FILE, config.key_type)
         log_id_hex = key.public_key.log_id().hex()
         storage = await Storage.open(data / DB_FILE, read_only=config.read_only)
         try:
             meta = await storage.get_meta()
-            if config.read_only and (not meta or created):
+            if config.read_only and not meta:
                 raise StartupError(f"--read-only serves an existing log, and {data} holds none")
             if not meta:
                 origin = origin_from_url(config.public_url)
