@@ -218,8 +218,11 @@ async def retrieve_entries(request: web.Request) -> web.Response:
     body = await _read_json(request)
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object {entryUUIDs, logIndexes}")
-    uuids = [rekor.parse_uuid(u) if isinstance(u, str) else _bad("entryUUIDs items must be strings")
-             for u in _list_of(body, "entryUUIDs")]
+    uuids = []
+    for u in _list_of(body, "entryUUIDs"):
+        if not isinstance(u, str):
+            raise InvalidInput("entryUUIDs items must be strings")
+        uuids.append(rekor.parse_uuid(u))
     indexes = _list_of(body, "logIndexes")
     for i in indexes:
         if isinstance(i, bool) or not isinstance(i, int) or i < 0:
@@ -229,10 +232,6 @@ async def retrieve_entries(request: web.Request) -> web.Response:
     out = await lg.entries_by_uuid(uuids) if uuids else []
     out += await lg.entries_by_index([i for i in indexes if i < size]) if indexes else []
     return _json(out)
-
-
-def _bad(message: str) -> Any:
-    raise InvalidInput(message)
 
 
 async def search_index(request: web.Request) -> web.Response:
