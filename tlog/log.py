@@ -248,11 +248,8 @@ class Log:
         rows = await self.storage.read_entries(list(indexes))
         return [await self._log_entry(i, rows[i][0], rows[i][1], head) for i in indexes]
 
-    async def indexes_of(self, uuids: Sequence[bytes]) -> dict[bytes, int]:
-        return await self.storage.find_leaves(list(uuids))
-
     async def entries_by_uuid(self, uuids: Sequence[bytes]) -> list[dict[str, Any]]:
-        found = await self.indexes_of(uuids)
+        found = await self.storage.find_leaves(list(uuids))
         size = self.head.state.size
         return await self.entries_by_index([found[u] for u in uuids if u in found and found[u] < size])
 

@@ -65,7 +65,7 @@ class Published:
     note: bytes
     # Level-0 tiles the last batch touched, as they are at this size: proofs for the
     # batch's own entries need no storage read.
-    fresh_tiles: dict[int, bytes]
+    fresh_tiles: dict[int, bytes | ExpandedTile]
     # Roots of the tree's right-edge ranges at this size, shared by every proof against it.
     memo: dict[tuple[int, int], bytes] = field(default_factory=dict, compare=False)
 
@@ -192,7 +192,8 @@ class Sequencer:
             new_state, writes = old.extended(leaves)
             root = new_state.root()
             fresh = _fresh_tiles(old, leaves)
-            proof = TileTree(new_state, fresh).consistency_proof(old.size, new_state.size) if old.size else []
+            memo: dict[tuple[int, int], bytes] = {}  # right-edge roots of new_state, shared
+            proof = TileTree(new_state, fresh, memo).consistency_proof(old.size, new_state.size) if old.size else []
             try:
                 note = self.guard.sign(new_state.size, root, proof)
             except ForkRefused as e:
@@ -209,14 +210,11 @@ class Sequencer:
             # entry's answer: SETs are signed on a thread (signing releases the GIL) and
             # inclusion proofs computed here. Nothing is released before the write is done.
             answers_error: Exception | None = None
-            memo: dict[tuple[int, int], bytes] = {}
             try:
                 wanted = [(e, p.entry.answer) for e, p in zip(entries, accepted)]
                 sets = asyncio.get_running_loop().run_in_executor(
                     self._executor, self._sign_sets, [e.body if a else None for e, a in wanted], now, old.size)
-                # Full tiles the batch completed are expanded once, not folded per proof.
-                view = {t: ExpandedTile(d) if len(d) == TILE_WIDTH * 32 else d for t, d in fresh.items()}
-                tree = TileTree(new_state, view, memo)
+                tree = TileTree(new_state, fresh, memo)
                 proofs = [tree.inclusion_proof(e.index, new_state.size) if a else [] for e, a in wanted]
                 set_sigs = await sets
             except Exception as e:  # a bug; the write's outcome still decides what is stored
@@ -239,7 +237,7 @@ class Sequencer:
             if not p.future.done():
                 p.future.set_exception(Duplicate(index, p.entry.leaf_hash))
 
-    def _publish(self, state: TreeState, root: bytes, note: bytes, fresh: dict[int, bytes],
+    def _publish(self, state: TreeState, root: bytes, note: bytes, fresh: dict[int, bytes | ExpandedTile],
                  entries: int, t0: float, memo: dict[tuple[int, int], bytes]) -> None:
         """The batch is durable: make it the head that reads and proofs are served from."""
         self.head = Published(state, root, note, fresh, memo)
@@ -254,11 +252,15 @@ class Sequencer:
                 for i, b in enumerate(bodies)]
 
 
-def _fresh_tiles(old: TreeState, leaves: list[bytes]) -> dict[int, bytes]:
-    """The level-0 tiles a batch touched, from the old tail and the new leaves."""
+def _fresh_tiles(old: TreeState, leaves: list[bytes]) -> dict[int, bytes | ExpandedTile]:
+    """The level-0 tiles a batch touched, from the old tail and the new leaves. Tiles the
+    batch completed are expanded here, once: for the guard's proof, the batch's answers
+    and the readers that come after (the log's tile cache takes them as they are)."""
     start = (old.size >> TILE_HEIGHT) << TILE_HEIGHT
     run = b"".join(old.tail[0]) + b"".join(leaves)
-    out: dict[int, bytes] = {}
-    for off in range(0, len(run), TILE_WIDTH * 32):
-        out[(start >> TILE_HEIGHT) + off // (TILE_WIDTH * 32)] = run[off:off + TILE_WIDTH * 32]
+    out: dict[int, bytes | ExpandedTile] = {}
+    full = TILE_WIDTH * 32
+    for off in range(0, len(run), full):
+        data = run[off:off + full]
+        out[(start >> TILE_HEIGHT) + off // full] = ExpandedTile(data) if len(data) == full else data
     return out

@@ -27,6 +27,7 @@ import aiosqlite
 
 from tlog.errors import TlogError
 from tlog.files import fsync_dir
+from tlog.tiles import split_hashes
 from tlog.tree import TILE_WIDTH, TileWrite
 
 SCHEMA_VERSION = "1"
@@ -115,10 +116,6 @@ class RecoveredTree:
     checkpoint: StoredCheckpoint | None
 
 
-def _split_hashes(data: bytes) -> list[bytes]:
-    return [data[i:i + 32] for i in range(0, len(data), 32)]
-
-
 def _join_chunks(rows: Iterable[tuple[int, bytes]], where: str) -> bytes:
     """Concatenate a tile's chunks, checking they are contiguous (a gap is corruption)."""
     out = bytearray()
@@ -196,11 +193,11 @@ class Storage:
                 f"database holds {stored} entries but its latest checkpoint is at size {size}")
         level8: list[bytes] = []
         for t in range((size // TILE_WIDTH + TILE_WIDTH - 1) // TILE_WIDTH):
-            level8 += _split_hashes(await self._read_tile(self._w, 1, t))
+            level8 += split_hashes(await self._read_tile(self._w, 1, t))
         del level8[size // TILE_WIDTH:]
         tail: list[bytes] = []
         if size % TILE_WIDTH:
-            tail = _split_hashes(await self._read_tile(self._w, 0, size // TILE_WIDTH))
+            tail = split_hashes(await self._read_tile(self._w, 0, size // TILE_WIDTH))
             del tail[size % TILE_WIDTH:]
         return RecoveredTree(size, level8, tail, cp)
 

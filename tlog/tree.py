@@ -218,11 +218,12 @@ class TileCache:
             self._tiles.move_to_end(index)
         return tile
 
-    def put(self, index: int, leaves: bytes) -> ExpandedTile | bytes:
-        """Expand and keep a full tile; a partial one is returned as is, uncached."""
-        if len(leaves) != TILE_WIDTH * HASH_SIZE:
+    def put(self, index: int, leaves: bytes | ExpandedTile) -> ExpandedTile | bytes:
+        """Keep a full tile (expanded here if it is not yet); a partial one is returned as
+        is, uncached."""
+        if isinstance(leaves, bytes) and len(leaves) != TILE_WIDTH * HASH_SIZE:
             return leaves
-        tile = self._tiles.get(index) or ExpandedTile(leaves)
+        tile = self._tiles.get(index) or (leaves if isinstance(leaves, ExpandedTile) else ExpandedTile(leaves))
         self._tiles[index] = tile
         self._tiles.move_to_end(index)
         while len(self._tiles) > self.capacity:
@@ -285,9 +286,6 @@ class TileTree(BaseMerkleTree):
         return self._get_subroot_uncached(offset, width)
 
     # -- RFC 9162 proofs ------------------------------------------------------------------
-    def range_root(self, start: int, end: int) -> bytes:
-        return self._get_root(start, end)
-
     def hashes(self, ranges: Iterable[Range]) -> list[bytes]:
         """The roots of proof ranges: perfect ones are one lookup, others memoized."""
         out = []
