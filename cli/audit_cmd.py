@@ -22,7 +22,7 @@ EXIT_FAILED = EXIT_FORK
 
 
 def render(rep: Any) -> str:
-    from tlog.monitor import b64
+    from tlog.audit.monitor import b64
 
     lines = [f"audit of {rep.origin} ({rep.log_url}) at tree size {rep.size}"]
     resumed = f" (resumed at {rep.resumed_from})" if rep.resumed_from else ""
@@ -50,8 +50,8 @@ def audit(log_url: str | None, trust_file: Path | None, state_file: Path | None,
     Resumes from the state file; run it again as the log grows and it checks only what is
     new. Exit status: 0 passed, 1 error, 3 failures found.
     """
-    from tlog.audit import audit_round
-    from tlog.monitor import default_state_path
+    from tlog.audit.rebuild import audit_round
+    from tlog.audit.monitor import default_state_path
 
     log = selected_log(trust_file, log_url)
     state_path = state_file or default_state_path("audit", log.name)

@@ -53,7 +53,7 @@ def _fill(data_dir: Path | None, count: int, as_json: bool) -> None:
 
     from rich.progress import Progress
 
-    from tlog.fill import fill
+    from tlog.bench.fill import fill
 
     if data_dir is None:
         raise click.UsageError("--fill needs --data-dir")

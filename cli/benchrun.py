@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 import click
 
-from tlog.bench import Request, drive, signed_entries
-from tlog.tiles import TileRef
+from tlog.bench.loadgen import Request, drive, signed_entries
+from tlog.core.tiles import TileRef
 
 
 def _free_port() -> int:
@@ -100,8 +100,8 @@ async def _runs(url: str, bodies: list[bytes], n: int, c: int, say: Callable[[st
 
 
 async def _uuids(url: str, indexes: list[int]) -> list[str]:
-    from tlog.merkle import leaf_hash
-    from tlog.tiles import decode_entry_bundle, tile_width_at
+    from tlog.core.merkle import leaf_hash
+    from tlog.core.tiles import decode_entry_bundle, tile_width_at
 
     out: list[str] = []
     async with aiohttp.ClientSession() as s:
@@ -116,7 +116,7 @@ async def _uuids(url: str, indexes: list[int]) -> list[str]:
 
 async def _calibrate(n: int, c: int, bodies: list[bytes]) -> dict[str, Any]:
     port = _free_port()
-    proc = _spawn(["-m", "tlog.bench", str(port)])
+    proc = _spawn(["-m", "tlog.bench.loadgen", str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
         await _wait_ready(url)

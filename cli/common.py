@@ -17,9 +17,9 @@ import click
 from tlog.errors import InvalidInput, TlogError
 
 if TYPE_CHECKING:
-    from tlog.client import LogClient
-    from tlog.trust import TrustedLog
-    from tlog.userkeys import SigningKey
+    from tlog.client.http import LogClient
+    from tlog.core.trusted import TrustedLog
+    from tlog.core.userkeys import SigningKey
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,7 +75,7 @@ def subject_of(artifact: Path | None, image: str | None, digest: str | None = No
     if len(given) != 1:
         raise click.UsageError("give exactly one of ARTIFACT or --image")
     if image is not None:
-        from tlog.image import parse_image_ref, payload_digest
+        from tlog.core.image import parse_image_ref, payload_digest
 
         ref = parse_image_ref(image)
         return Subject("image", str(ref), payload_digest(ref),
@@ -93,27 +93,27 @@ def subject_of(artifact: Path | None, image: str | None, digest: str | None = No
 
 
 def trust_path(trust_file: Path | None) -> Path:
-    from tlog.trust import default_trust_path
+    from tlog.client.trust import default_trust_path
 
     return trust_file or default_trust_path()
 
 
 def pinned_logs(trust_file: Path | None) -> list[TrustedLog]:
-    from tlog.trust import load_trust
+    from tlog.client.trust import load_trust
 
     return load_trust(trust_path(trust_file))
 
 
 def selected_log(trust_file: Path | None, log_url: str | None) -> TrustedLog:
     """--log-url, else $TLOG_URL, else the only pinned log."""
-    from tlog.trust import select_log
+    from tlog.client.trust import select_log
 
     return select_log(pinned_logs(trust_file), log_url)
 
 
 def with_client(url: str, call: Callable[[LogClient], Awaitable[T]]) -> T:
     """Run one conversation with the log at `url`."""
-    from tlog.client import LogClient
+    from tlog.client.http import LogClient
 
     async def run() -> T:
         async with LogClient(url) as client:
@@ -162,7 +162,7 @@ def passphrase(prompt: str, *, confirm: bool) -> bytes:
 
 def load_signing_key(path: Path) -> SigningKey:
     """A user's private key, asking for its passphrase only if it is encrypted."""
-    from tlog.userkeys import SigningKey, is_encrypted
+    from tlog.core.userkeys import SigningKey, is_encrypted
 
     pem = read_file(path, "private key")
     secret = passphrase(f"Passphrase for {path}", confirm=False) if is_encrypted(pem) else None

@@ -18,7 +18,7 @@ from cli.main import main
 from cli.monitor_cmd import ProgressBar
 
 if TYPE_CHECKING:
-    from tlog.fsck import FsckReport
+    from tlog.audit.fsck import FsckReport
 
 EXIT_FAULTS = 1
 EXIT_CANNOT_CHECK = 2
@@ -70,8 +70,8 @@ def fsck(data_dir: Path, log_key_file: Path | None, no_signatures: bool, as_json
     Exit status: 0 clean, 1 faults found, 2 cannot check.
     """
     from tlog.errors import InvalidInput
-    from tlog.fsck import FsckError, check_data_dir
-    from tlog.keys import LogPublicKey
+    from tlog.audit.fsck import FsckError, check_data_dir
+    from tlog.core.keys import LogPublicKey
 
     pinned = None
     if log_key_file is not None:

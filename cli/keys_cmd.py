@@ -10,7 +10,7 @@ import click
 from cli.common import echo_json, json_option, passphrase, warn
 from cli.main import main
 from tlog.errors import TlogError
-from tlog.userkeys import USER_KEY_TYPES
+from tlog.core.userkeys import USER_KEY_TYPES
 
 
 @main.command()
@@ -27,7 +27,7 @@ def keygen(prefix: str, key_type: str, force: bool, as_json: bool) -> None:
     typed at a prompt (asked twice) on a terminal, else with one read from standard input.
     An empty passphrase writes it unencrypted.
     """
-    from tlog.userkeys import SigningKey, key_fingerprint
+    from tlog.core.userkeys import SigningKey, key_fingerprint
 
     key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
     if not force:

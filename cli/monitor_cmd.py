@@ -100,7 +100,7 @@ def describe(e: dict[str, Any]) -> str:
 async def _loop(log: Any, state_path: Path, options: Any, interval: float | None,
                 emit: Callable[[dict[str, Any]], None]) -> int:
     from tlog.errors import TlogError
-    from tlog.monitor import ForkAlert, WitnessQuorumError, monitor_round
+    from tlog.audit.monitor import ForkAlert, WitnessQuorumError, monitor_round
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -172,8 +172,8 @@ def monitor(log_url: str | None, trust_file: Path | None, state_file: Path | Non
     with the last one seen, then reads the new entries from the log's entry tiles. Exit
     status: 0 fine, 1 error, 3 FORK ALERT (state not advanced), 4 not enough cosignatures.
     """
-    from tlog.cosignature import parse_cosignature_verifier_key
-    from tlog.monitor import MonitorOptions, Watchlist, default_state_path
+    from tlog.core.cosignature import parse_cosignature_verifier_key
+    from tlog.audit.monitor import MonitorOptions, Watchlist, default_state_path
 
     if once and interval is not None:
         raise click.UsageError("--once and --interval cannot be used together")

@@ -34,8 +34,8 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Path | None,
         as_json: bool) -> None:
     """Fetch one entry and verify it (SET, inclusion proof, checkpoint) with the pinned key."""
-    from tlog.rekor import parse_uuid
-    from tlog.verify import CheckFailed, verify_log_entry
+    from tlog.core.rekor import parse_uuid
+    from tlog.core.verify import CheckFailed, verify_log_entry
 
     if (index is None) == (uuid is None):
         raise click.UsageError("give exactly one of --index or --uuid")
@@ -51,7 +51,7 @@ def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Pa
     if as_json:
         echo_json(answer)
         return
-    from tlog.hashedrekord import parse_body
+    from tlog.core.entries.hashedrekord import parse_body
 
     record = parse_body(e.body)
     when = datetime.fromtimestamp(e.integrated_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -111,7 +111,7 @@ def search(artifact: Path | None, sha256: str | None, public_key: Path | None,
 @json_option
 def info(log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
     """Show the log's tree size, root hash and checkpoint, verified with the pinned key."""
-    from tlog.verify import verify_log_info
+    from tlog.core.verify import verify_log_info
 
     log = selected_log(trust_file, log_url)
     answer = with_client(log.url, lambda c: c.log_info())

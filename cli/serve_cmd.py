@@ -54,15 +54,15 @@ def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type
     """Run the log server."""
     import logging
 
-    from tlog.api import ApiLimits
+    from tlog.server.api import ApiLimits
     from tlog.logs import setup_logging
-    from tlog.witnessing import parse_witness_option
+    from tlog.server.witnessing import parse_witness_option
 
     verbose = click.get_current_context().find_root().params.get("verbose")
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("tlog.access").setLevel(logging.INFO if access_log else logging.WARNING)
-    from tlog.log import LogConfig
-    from tlog.server import serve as run
+    from tlog.server.log import LogConfig
+    from tlog.server.run import serve as run
 
     url = public_url or f"http://{host}:{port}"
     config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,  # type: ignore[arg-type]

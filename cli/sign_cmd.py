@@ -28,10 +28,10 @@ from cli.main import main
 from tlog.errors import InvalidInput, TlogError
 
 if TYPE_CHECKING:
-    from tlog.bundle import Bundle
-    from tlog.client import LogClient
-    from tlog.trust import TrustedLog
-    from tlog.verify import VerifiedEntry
+    from tlog.core.bundle import Bundle
+    from tlog.client.http import LogClient
+    from tlog.core.trusted import TrustedLog
+    from tlog.core.verify import VerifiedEntry
 
 
 @main.command()
@@ -94,7 +94,7 @@ def _decode_signature(data: bytes) -> bytes:
 
 def _log_and_write(log: TrustedLog, subject: Subject, signature: bytes, public_pem: bytes,
                    bundle_path: Path | None, as_json: bool) -> None:
-    from tlog.bundle import encode_bundle
+    from tlog.core.bundle import encode_bundle
 
     bundle, verified, created = with_client(
         log.url, lambda c: submit_signature(c, log, subject, signature, public_pem))
@@ -122,9 +122,9 @@ async def submit_signature(client: LogClient, log: TrustedLog, subject: Subject,
     The entry is checked locally first (the log would refuse it anyway, less clearly). A
     duplicate (409) is fetched and bundled like a new entry: it is in the log either way.
     """
-    from tlog.bundle import bundle_from_log_entry
-    from tlog.hashedrekord import parse_request, proposed_entry
-    from tlog.verify import CheckFailed, verify_bundle
+    from tlog.core.bundle import bundle_from_log_entry
+    from tlog.core.entries.hashedrekord import parse_request, proposed_entry
+    from tlog.core.verify import CheckFailed, verify_bundle
 
     proposed = proposed_entry("sha256", subject.digest, signature, public_pem)
     try:

@@ -22,8 +22,8 @@ from cli.main import main
 from tlog.errors import TlogError
 
 if TYPE_CHECKING:
-    from tlog.client import LogClient
-    from tlog.keys import LogPublicKey
+    from tlog.client.http import LogClient
+    from tlog.core.keys import LogPublicKey
 
 
 @main.group()
@@ -44,9 +44,11 @@ def trust() -> None:
 def trust_add(url: str, log_key: Path | None, name: str | None, force: bool,
               trust_file: Path | None, as_json: bool) -> None:
     """Pin the log at URL: its URL, name and public key go into the trust file."""
-    from tlog.checkpoint import validate_origin
-    from tlog.keys import LogPublicKey
-    from tlog.trust import TrustedLog, normalize_url, save_trust
+    from tlog.core.checkpoint import validate_origin
+    from tlog.core.keys import LogPublicKey
+    from tlog.core.trusted import TrustedLog
+    from tlog.client.trust import save_trust
+    from tlog.core.trusted import normalize_url
 
     url = normalize_url(url)
     pub = LogPublicKey.from_pem(read_file(log_key, "log key")) if log_key else None
@@ -81,9 +83,9 @@ def trust_add(url: str, log_key: Path | None, name: str | None, force: bool,
 async def _fetch_identity(client: LogClient, pub: LogPublicKey | None,
                           name: str | None) -> tuple[LogPublicKey, str]:
     """The log's key (unless given) and its name, from a checkpoint signed by that key."""
-    from tlog.checkpoint import verify_checkpoint
+    from tlog.core.checkpoint import verify_checkpoint
     from tlog.errors import VerificationError
-    from tlog.keys import LogPublicKey
+    from tlog.core.keys import LogPublicKey
 
     if pub is None:
         pub = LogPublicKey.from_pem(await client.public_key())
@@ -123,7 +125,7 @@ def trust_root(log_url: str | None, valid_from: datetime | None, trust_file: Pat
     """Print a Sigstore trusted root naming the pinned logs (for cosign, sigstore-python...)."""
     from datetime import timezone
 
-    from tlog.trustroot import EPOCH, trusted_root
+    from tlog.core.trustroot import EPOCH, trusted_root
 
     logs = [selected_log(trust_file, log_url)] if log_url else pinned_logs(trust_file)
     if not logs:

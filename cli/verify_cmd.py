@@ -22,10 +22,10 @@ from cli.common import (
 from cli.main import main
 
 if TYPE_CHECKING:
-    from tlog.checkpoint import Checkpoint
-    from tlog.cosignature import CosignatureVerifier
-    from tlog.client import LogClient
-    from tlog.trust import TrustedLog
+    from tlog.core.checkpoint import Checkpoint
+    from tlog.core.cosignature import CosignatureVerifier
+    from tlog.client.http import LogClient
+    from tlog.core.trusted import TrustedLog
 
 
 @main.command()
@@ -54,11 +54,11 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
     (unless --offline) that the log's current tree is consistent with the bundle's.
     Exit 0 and "Verified OK" on success, exit 1 naming the failed check otherwise.
     """
-    from tlog.bundle import parse_bundle
+    from tlog.core.bundle import parse_bundle
     from tlog.errors import InvalidInput
-    from tlog.verify import CheckFailed, log_for_entry, verify_bundle
+    from tlog.core.verify import CheckFailed, log_for_entry, verify_bundle
 
-    from tlog.cosignature import parse_cosignature_verifier_key
+    from tlog.core.cosignature import parse_cosignature_verifier_key
 
     witnesses = [parse_cosignature_verifier_key(k) for k in witness_keys]
     need = (1 if witnesses else 0) if min_witnesses is None else min_witnesses
@@ -109,7 +109,7 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
 async def check_consistency(client: LogClient, log: TrustedLog, old: Checkpoint) -> Checkpoint:
     """Fetch the log's current checkpoint and a consistency proof to it from `old`; check
     both against the pinned key. Returns the current checkpoint."""
-    from tlog.verify import consistency_proof_hashes, verify_extends, verify_log_info
+    from tlog.core.verify import consistency_proof_hashes, verify_extends, verify_log_info
 
     current = verify_log_info(await client.log_info(), log, check="consistency")
     proof: list[bytes] = []
@@ -123,7 +123,7 @@ async def check_witnessed(client: LogClient, log: TrustedLog, old: Checkpoint, i
                           witnesses: list[CosignatureVerifier], need: int) -> Checkpoint:
     """The log's published (cosigned) checkpoint has `need` witness cosignatures, covers the
     entry, and is consistent with the bundle's checkpoint, whichever is larger."""
-    from tlog.verify import consistency_proof_hashes, verify_extends, verify_witnessed
+    from tlog.core.verify import consistency_proof_hashes, verify_extends, verify_witnessed
 
     witnessed = verify_witnessed(await client.checkpoint(), log, witnesses, need, index)
     small, large = sorted((old, witnessed), key=lambda cp: cp.size)

@@ -28,8 +28,8 @@ def keygen(name: str, out: Path, force: bool) -> None:
     Give the printed `NAME+<key id>+<base64>` to whoever checks this witness's
     cosignatures (`tlog monitor --witness`, `tlog serve --witness`).
     """
-    from tlog.cosignature import CosignatureSigner
-    from tlog.witness_server import write_witness_key
+    from tlog.core.cosignature import CosignatureSigner
+    from tlog.witness.server import write_witness_key
 
     signer = CosignatureSigner.generate(name)
     write_witness_key(out, signer, force=force)
@@ -51,6 +51,6 @@ def keygen(name: str, out: Path, force: bool) -> None:
                    "verifier key (name+id+base64). Repeatable.")
 def serve(key_file: Path, data_dir: Path, host: str, port: int, logs: tuple[str, ...]) -> None:
     """Serve POST /add-checkpoint: cosign each checkpoint that extends the last one."""
-    from tlog.witness_server import WitnessConfig, serve_witness
+    from tlog.witness.server import WitnessConfig, serve_witness
 
     asyncio.run(serve_witness(WitnessConfig(key_file, data_dir, list(logs)), host, port))

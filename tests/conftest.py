@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tlog.api import make_app
-from tlog.log import Log, LogConfig
+from tlog.server.api import make_app
+from tlog.server.log import Log, LogConfig
 
 from .support import Signer
 

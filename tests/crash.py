@@ -30,10 +30,10 @@ from pathlib import Path
 
 import aiohttp
 
-from tlog.checkpoint import verify_checkpoint
-from tlog.keys import LogKey
-from tlog.merkle import verify_consistency
-from tlog.tiles import TileRef, decode_entry_bundle
+from tlog.core.checkpoint import verify_checkpoint
+from tlog.core.keys import LogKey
+from tlog.core.merkle import verify_consistency
+from tlog.core.tiles import TileRef, decode_entry_bundle
 
 from tests.support import Signer
 

@@ -9,10 +9,10 @@ import os
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from tlog.checkpoint import verify_checkpoint
-from tlog.keys import LogPublicKey
-from tlog.merkle import leaf_hash, verify_inclusion
-from tlog.timestamp import verify_set
+from tlog.core.checkpoint import verify_checkpoint
+from tlog.core.keys import LogPublicKey
+from tlog.core.merkle import leaf_hash, verify_inclusion
+from tlog.core.timestamp import verify_set
 
 
 class Signer:

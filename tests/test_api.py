@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tlog.checkpoint import verify_checkpoint
-from tlog.merkle import verify_consistency
+from tlog.core.checkpoint import verify_checkpoint
+from tlog.core.merkle import verify_consistency
 
 from .support import Signer, check_log_entry
 
@@ -173,7 +173,7 @@ async def test_every_proof_up_to_300_entries_verifies_with_ours_and_pymerkle(ope
     from pymerkle.core import _inclusion_path_layout
 
     from tlog.errors import VerificationError
-    from tlog.merkle import leaf_hash, verify_inclusion
+    from tlog.core.merkle import leaf_hash, verify_inclusion
 
     lg, client = await open_log(batch_ms=0)
     signer = Signer()

@@ -13,12 +13,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tlog.audit import audit_round, load_audit_state
-from tlog.hashedrekord import parse_request
-from tlog.keys import LogKey
-from tlog.merkle import leaf_hash
-from tlog.sequencer import Admitted
-from tlog.trust import TrustedLog, save_trust
+from tlog.audit.rebuild import audit_round, load_audit_state
+from tlog.core.entries.hashedrekord import parse_request
+from tlog.core.keys import LogKey
+from tlog.core.merkle import leaf_hash
+from tlog.server.sequencer import Admitted
+from tlog.core.trusted import TrustedLog
+from tlog.client.trust import save_trust
 
 from .support import Signer
 from .test_monitor import grow, pinned, tampering_proxy, write_log_key
@@ -150,7 +151,7 @@ async def test_cli_audit_report_and_exit_status(tmp_path: Path) -> None:
                     assert r.status == 201
             async with s.get(f"{url}/api/v1/log/publicKey") as r:
                 pub = await r.read()
-        from tlog.keys import LogPublicKey
+        from tlog.core.keys import LogPublicKey
 
         trust = tmp_path / "trust.json"
         save_trust(trust, [TrustedLog(url, f"127.0.0.1:{port}", LogPublicKey.from_pem(pub))])

@@ -1,4 +1,4 @@
-"""Sigstore bundle v0.3 (tlog.bundle): the DESIGN §2 shape, strict parsing, sigstore's models."""
+"""Sigstore bundle v0.3 (tlog.core.bundle): the DESIGN §2 shape, strict parsing, sigstore's models."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sigstore.models import TransparencyLogEntry, TrustedRoot
 from sigstore_models.bundle.v1 import Bundle as SigstoreBundle
 from sigstore_models.trustroot.v1 import TrustedRoot as SigstoreTrustedRoot
 
-from tlog.bundle import (
+from tlog.core.bundle import (
     MEDIA_TYPE,
     Bundle,
     bundle_from_log_entry,
@@ -27,12 +27,12 @@ from tlog.bundle import (
     tlog_entry_from_rekor,
 )
 from tlog.errors import InvalidInput
-from tlog.hashedrekord import parse_request, proposed_entry
-from tlog.keys import KEY_TYPES, LogKey
-from tlog.merkle import leaf_hash
-from tlog.trust import TrustedLog
-from tlog.trustroot import trusted_root
-from tlog.userkeys import SigningKey
+from tlog.core.entries.hashedrekord import parse_request, proposed_entry
+from tlog.core.keys import KEY_TYPES, LogKey
+from tlog.core.merkle import leaf_hash
+from tlog.core.trusted import TrustedLog
+from tlog.core.trustroot import trusted_root
+from tlog.core.userkeys import SigningKey
 
 from .test_sigstore_formats import INTEGRATED_TIME, ORIGIN, v1_log_entry
 

@@ -1,4 +1,4 @@
-"""Checkpoints (tlog.checkpoint): C2SP tlog-checkpoint bodies, signing and verification."""
+"""Checkpoints (tlog.core.checkpoint): C2SP tlog-checkpoint bodies, signing and verification."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tlog.checkpoint import (
+from tlog.core.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
     log_note_signers,
@@ -21,8 +21,8 @@ from tlog.checkpoint import (
     verify_checkpoint,
 )
 from tlog.errors import InvalidInput, VerificationError
-from tlog.keys import KEY_TYPES, LogKey, LogPublicKey
-from tlog.note import (
+from tlog.core.keys import KEY_TYPES, LogKey, LogPublicKey
+from tlog.core.note import (
     Ed25519NoteSigner,
     SpkiNoteVerifier,
     ed25519_key_id,

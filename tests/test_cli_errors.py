@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tlog.keys import LogKey
+from tlog.core.keys import LogKey
 
 from .cli_support import Server, fails, json_out, ok, server, tlog  # noqa: F401
 from .test_serve import free_port
@@ -232,6 +232,6 @@ def test_keygen_asks_twice_for_the_passphrase_on_a_terminal(tmp_path: Path) -> N
         if proc.poll() is None:
             proc.kill()
     assert b"typed secret" not in seen  # hidden input
-    from tlog.userkeys import SigningKey
+    from tlog.core.userkeys import SigningKey
 
     SigningKey.from_pem((tmp_path / "t.key").read_bytes(), b"typed secret")

@@ -177,7 +177,7 @@ def test_wrong_user_key_fails(ws: Workspace) -> None:
 
 def test_wrong_log_key_fails(ws: Workspace, tmp_path: Path) -> None:
     # The same URL and name pinned with another key: nothing from the real log verifies.
-    from tlog.keys import LogKey
+    from tlog.core.keys import LogKey
 
     (tmp_path / "other.pem").write_bytes(LogKey.generate("ed25519").public_key.pem())
     trust = tmp_path / "trust.json"

@@ -37,7 +37,7 @@ def test_verify_and_monitor_require_witness_cosignatures(tmp_path: Path) -> None
     stop(first.proc)
     origin = first.url.removeprefix("http://")
     pub = tmp_path / "log.pub"
-    from tlog.keys import LogKey
+    from tlog.core.keys import LogKey
     pub.write_bytes(LogKey.from_pem((log_data / "log.key").read_bytes()).public_key.pem())
     w_port = free_port()
     witness = subprocess.Popen([sys.executable, "-m", "cli", "witness", "serve", "--key", str(tmp_path / "w.key"),

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from tlog.cosignature import (
+from tlog.core.cosignature import (
     CosignatureSigner,
     CosignatureVerifier,
     cosignature_timestamp,
@@ -17,7 +17,7 @@ from tlog.cosignature import (
     parse_cosignature_verifier_key,
 )
 from tlog.errors import InvalidInput, VerificationError
-from tlog.note import (
+from tlog.core.note import (
     Ed25519NoteVerifier,
     NoteSignature,
     open_note,

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tlog.hashedrekord import parse_body, verify_signature
-from tlog.log import Log, LogConfig
-from tlog.merkle import leaf_hash, root_from_leaf_hashes
+from tlog.core.entries.hashedrekord import parse_body, verify_signature
+from tlog.server.log import Log, LogConfig
+from tlog.core.merkle import leaf_hash, root_from_leaf_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tlog.checkpoint import Checkpoint, sign_checkpoint
-from tlog.fsck import FsckReport, check_data_dir
-from tlog.hashedrekord import parse_request
-from tlog.keys import LogKey
-from tlog.merkle import leaf_hash
-from tlog.storage import key_prefix
+from tlog.core.checkpoint import Checkpoint, sign_checkpoint
+from tlog.audit.fsck import FsckReport, check_data_dir
+from tlog.core.entries.hashedrekord import parse_request
+from tlog.core.keys import LogKey
+from tlog.core.merkle import leaf_hash
+from tlog.server.storage.sqlite import key_prefix
 
 from .cli_support import tlog
 from .support import Signer

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tlog.checkpoint import verify_checkpoint
-from tlog.guard import CheckpointGuard, ForkRefused
-from tlog.keys import LogKey
-from tlog.merkle import consistency_ranges, leaf_hash, root_from_leaf_hashes
+from tlog.core.checkpoint import verify_checkpoint
+from tlog.server.guard import CheckpointGuard, ForkRefused
+from tlog.core.keys import LogKey
+from tlog.core.merkle import consistency_ranges, leaf_hash, root_from_leaf_hashes
 
 from .support import Signer
 

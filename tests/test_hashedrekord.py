@@ -1,4 +1,4 @@
-"""Tests for tlog.hashedrekord: admission of Rekor hashedrekord v0.0.1 entries (DESIGN §2).
+"""Tests for tlog.core.entries.hashedrekord: admission of Rekor hashedrekord v0.0.1 entries (DESIGN §2).
 
 Keys and certificates are generated here with `cryptography`; expected canonical bodies are
 built independently with json.dumps(sort_keys=True), which equals RFC 8785 for these
@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlog.errors import InvalidInput
-from tlog.hashedrekord import (
+from tlog.core.entries.hashedrekord import (
     MAX_BODY_BYTES,
     HashedRekord,
     parse_body,

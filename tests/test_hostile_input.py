@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from tlog.log import Log
-from tlog.openapi import openapi_spec
+from tlog.server.log import Log
+from tlog.server.openapi import openapi_spec
 
 from .support import Signer
 from .test_serve import free_port, start, stop, wait_ready

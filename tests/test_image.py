@@ -1,4 +1,4 @@
-"""tlog.image: cosign's simple-signing payload, byte for byte; images only by digest."""
+"""tlog.core.image: cosign's simple-signing payload, byte for byte; images only by digest."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from tlog.errors import InvalidInput
-from tlog.image import ImageRef, parse_image_ref, payload_digest, simple_signing_payload
+from tlog.core.image import ImageRef, parse_image_ref, payload_digest, simple_signing_payload
 
 DIGEST = "sha256:" + "ab" * 32
 

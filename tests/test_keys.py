@@ -1,4 +1,4 @@
-"""The log key (tlog.keys): encodings, logID, and signatures checked with independent code."""
+"""The log key (tlog.core.keys): encodings, logID, and signatures checked with independent code."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tlog.errors import InvalidInput, VerificationError
-from tlog.keys import KEY_TYPES, LogKey, LogPublicKey
+from tlog.core.keys import KEY_TYPES, LogKey, LogPublicKey
 
 # RFC 8410 §4: an Ed25519 SubjectPublicKeyInfo is this fixed prefix and the 32-byte key.
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
-from tlog.checkpoint import log_note_verifiers, verify_checkpoint
-from tlog.cosignature import CosignatureSigner, cosigned_by
-from tlog.note import parse_note
-from tlog.witness import Witness
-from tlog.witness_server import SqliteWitnessStore, make_witness_app
-from tlog.witnessing import WitnessSpec, parse_witness_option
+from tlog.core.checkpoint import log_note_verifiers, verify_checkpoint
+from tlog.core.cosignature import CosignatureSigner, cosigned_by
+from tlog.core.note import parse_note
+from tlog.witness.cosigner import Witness
+from tlog.witness.server import SqliteWitnessStore, make_witness_app
+from tlog.server.witnessing import WitnessSpec, parse_witness_option
 
 from .support import Signer
 from .test_serve import free_port
@@ -49,7 +49,7 @@ async def _until_size(client, lg, verifiers, size: int, timeout: float = 10) -> 
 
 
 async def test_log_gets_cosigned_by_live_witnesses_and_ignores_a_dead_one(tmp_path: Path, open_log) -> None:
-    from tlog.keys import LogKey
+    from tlog.core.keys import LogKey
 
     # The log's key and name are fixed first, so the witnesses can pin them.
     data = tmp_path / "log"
@@ -95,7 +95,7 @@ async def test_log_gets_cosigned_by_live_witnesses_and_ignores_a_dead_one(tmp_pa
 
 
 def test_published_checkpoint_never_goes_back_and_dead_witnesses_do_not_freeze_it() -> None:
-    from tlog.witnessing import choose_checkpoint
+    from tlog.server.witnessing import choose_checkpoint
 
     cos = {100: (b"n100", {"a": b"A100", "b": b"B100"}), 110: (b"n110", {"a": b"A110"})}
     # Most cosignatures wins while nothing larger was served...

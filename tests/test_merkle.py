@@ -11,7 +11,7 @@ import pytest
 from pymerkle import InmemoryTree
 
 from tlog.errors import VerificationError
-from tlog.merkle import (
+from tlog.core.merkle import (
     EMPTY_ROOT,
     consistency_ranges,
     inclusion_ranges,

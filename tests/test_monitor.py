@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 
 from tlog.errors import TlogError
-from tlog.keys import LogKey
-from tlog.cosignature import CosignatureSigner
-from tlog.merkle import fold_subtrees, leaf_hash, root_from_leaf_hashes
-from tlog.monitor import (
+from tlog.core.keys import LogKey
+from tlog.core.cosignature import CosignatureSigner
+from tlog.core.merkle import fold_subtrees, leaf_hash, root_from_leaf_hashes
+from tlog.audit.monitor import (
     ForkAlert,
     MonitorOptions,
     Watchlist,
@@ -29,8 +29,9 @@ from tlog.monitor import (
     load_state,
     monitor_round,
 )
-from tlog.sequencer import Admitted
-from tlog.trust import TrustedLog, save_trust
+from tlog.server.sequencer import Admitted
+from tlog.core.trusted import TrustedLog
+from tlog.client.trust import save_trust
 
 from .support import Signer
 from .test_serve import free_port, start, stop, wait_ready

@@ -1,4 +1,4 @@
-"""C2SP signed notes (tlog.note), pinned to the spec's and Go sumdb/note's own vectors."""
+"""C2SP signed notes (tlog.core.note), pinned to the spec's and Go sumdb/note's own vectors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tlog.errors import InvalidInput, VerificationError
-from tlog.keys import LogKey
-from tlog.note import (
+from tlog.core.keys import LogKey
+from tlog.core.note import (
     MAX_SIGNATURES,
     Ed25519NoteSigner,
     Ed25519NoteVerifier,

@@ -17,10 +17,12 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from openapi_spec_validator import validate
 
-from tlog import api, hashedrekord
-from tlog.api import make_app
-from tlog.log import Log, LogConfig
-from tlog.openapi import MAX_SEARCH_ITEMS, OPENAPI_PATH, openapi_spec
+from tlog.server import api
+
+from tlog.core.entries import hashedrekord
+from tlog.server.api import make_app
+from tlog.server.log import Log, LogConfig
+from tlog.server.openapi import MAX_SEARCH_ITEMS, OPENAPI_PATH, openapi_spec
 
 from .support import Signer
 from .test_serve import free_port, start, stop, wait_ready

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from tlog.log import StartupError
+from tlog.server.log import StartupError
 
 from .support import Signer, check_log_entry
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tlog.ratelimit import TokenBuckets
+from tlog.server.ratelimit import TokenBuckets
 
 from .support import Signer
 
@@ -29,7 +29,7 @@ def test_bucket_memory_is_bounded() -> None:
 
 
 async def test_submissions_beyond_rate_get_429_with_retry_after(open_log) -> None:
-    from tlog.api import ApiLimits
+    from tlog.server.api import ApiLimits
     lg, client = await open_log(limits=ApiLimits(rate=1.0, burst=3))
     signer = Signer()
     rs = [await client.post("/api/v1/log/entries", json=signer.proposed()) for _ in range(5)]

@@ -15,7 +15,7 @@ import aiohttp
 
 from .support import Signer, check_log_entry
 
-from tlog.keys import LogKey, LogPublicKey
+from tlog.core.keys import LogKey, LogPublicKey
 
 TLOG = [sys.executable, "-m", "cli"]
 

@@ -27,11 +27,11 @@ from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor.v1 import TransparencyLogEntry as _TransparencyLogEntry
 from sigstore_models.trustroot import v1 as trustroot_v1
 
-from tlog.checkpoint import Checkpoint, log_note_signers, sign_checkpoint, verify_checkpoint
+from tlog.core.checkpoint import Checkpoint, log_note_signers, sign_checkpoint, verify_checkpoint
 from tlog.errors import VerificationError
-from tlog.keys import KEY_TYPES, KeyType, LogKey, LogPublicKey
-from tlog.note import Ed25519NoteSigner, SpkiNoteSigner, sign_note
-from tlog.timestamp import set_payload, sign_set, verify_set
+from tlog.core.keys import KEY_TYPES, KeyType, LogKey, LogPublicKey
+from tlog.core.note import Ed25519NoteSigner, SpkiNoteSigner, sign_note
+from tlog.core.timestamp import set_payload, sign_set, verify_set
 
 ORIGIN = "log.example.com"
 INTEGRATED_TIME = 1_700_000_000

@@ -17,7 +17,7 @@ from sigstore.errors import VerificationError as SigstoreVerificationError
 from sigstore.models import TransparencyLogEntry
 from sigstore_models.common import v1 as common_v1
 
-from tlog.keys import LogPublicKey
+from tlog.core.keys import LogPublicKey
 
 from .support import Signer
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tlog.merkle import leaf_hash
-from tlog.storage import NewEntry, Storage, StorageError, StoredCheckpoint
-from tlog.tree import TreeState
+from tlog.core.merkle import leaf_hash
+from tlog.server.storage.sqlite import NewEntry, Storage, StorageError, StoredCheckpoint
+from tlog.server.tree import TreeState
 
 
 async def _filled(path: Path, n: int) -> tuple[Storage, TreeState]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tlog.merkle import verify_consistency
+from tlog.core.merkle import verify_consistency
 
 from .support import Signer, check_log_entry
 

@@ -95,7 +95,7 @@ async def test_queue_beyond_max_pending_gets_503_with_retry_after(open_log) -> N
 
 
 async def test_restart_keeps_entries_and_checkpoints_consistent(tmp_path, open_log) -> None:
-    from tlog.merkle import verify_consistency
+    from tlog.core.merkle import verify_consistency
     from .support import check_log_entry
     data = tmp_path / "restart"
     lg, client = await open_log(data_dir=data, batch_ms=0)

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from tlog.checkpoint import verify_checkpoint
+from tlog.core.checkpoint import verify_checkpoint
 from tlog.errors import InvalidInput
-from tlog.merkle import leaf_hash, root_from_leaf_hashes
-from tlog.sequencer import Admitted
-from tlog.tiles import TileRef, decode_entry_bundle, encode_index, parse_tile_path
+from tlog.core.merkle import leaf_hash, root_from_leaf_hashes
+from tlog.server.sequencer import Admitted
+from tlog.core.tiles import TileRef, decode_entry_bundle, encode_index, parse_tile_path
 
 
 @pytest.mark.parametrize("n,path", [(0, "000"), (5, "005"), (999, "999"), (1000, "x001/000"),

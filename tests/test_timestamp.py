@@ -1,4 +1,4 @@
-"""Signed entry timestamps (tlog.timestamp): exact payload bytes and real Rekor SETs."""
+"""Signed entry timestamps (tlog.core.timestamp): exact payload bytes and real Rekor SETs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import pytest
 
 from tlog.errors import InvalidInput, VerificationError
-from tlog.keys import KEY_TYPES, LogKey, LogPublicKey
-from tlog.timestamp import set_payload, sign_set, verify_set
+from tlog.core.keys import KEY_TYPES, LogKey, LogPublicKey
+from tlog.core.timestamp import set_payload, sign_set, verify_set
 
 # A production rekor.sigstore.dev entry (sigstore-python test/assets/npm/
 # sigstore-3.1.0.sigstore.json) and Rekor's public key (GET /api/v1/log/publicKey).

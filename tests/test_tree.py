@@ -8,8 +8,8 @@ import pytest
 from pymerkle import InclusionProof, verify_consistency as pm_verify_consistency, verify_inclusion as pm_verify_inclusion
 from pymerkle.core import _inclusion_path_layout
 
-from tlog.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
-from tlog.tree import (
+from tlog.core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
+from tlog.server.tree import (
     TILE_WIDTH,
     MissingTile,
     TileTree,
@@ -111,7 +111,7 @@ def test_failed_batch_is_undone_on_shared_upper_levels() -> None:
 
 
 def test_expanded_tiles_give_the_same_proofs_and_cache_is_bounded() -> None:
-    from tlog.tree import ExpandedTile, TileCache
+    from tlog.server.tree import ExpandedTile, TileCache
 
     leaves = _leaves(1100)
     state, tiles = _build(leaves, 64)

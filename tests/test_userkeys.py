@@ -1,4 +1,4 @@
-"""tlog.userkeys: signers' keys, their encodings and digest signatures the log accepts."""
+"""tlog.core.userkeys: signers' keys, their encodings and digest signatures the log accepts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tlog.errors import InvalidInput
-from tlog.hashedrekord import parse_request, proposed_entry
-from tlog.userkeys import USER_KEY_TYPES, SigningKey, is_encrypted, key_fingerprint
+from tlog.core.entries.hashedrekord import parse_request, proposed_entry
+from tlog.core.userkeys import USER_KEY_TYPES, SigningKey, is_encrypted, key_fingerprint
 
 DIGEST = hashlib.sha256(b"artifact").digest()
 

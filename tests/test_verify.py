@@ -1,4 +1,4 @@
-"""tlog.verify: each check passes for a good bundle and names itself when it fails."""
+"""tlog.core.verify: each check passes for a good bundle and names itself when it fails."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from tlog.bundle import Bundle, bundle_to_json, parse_bundle
-from tlog.checkpoint import Checkpoint, sign_checkpoint
+from tlog.core.bundle import Bundle, bundle_to_json, parse_bundle
+from tlog.core.checkpoint import Checkpoint, sign_checkpoint
 from tlog.errors import TlogError
-from tlog.hashedrekord import HashedRekord
-from tlog.keys import KEY_TYPES, LogKey
-from tlog.merkle import consistency_ranges, leaf_hash, root_from_leaf_hashes
-from tlog.trust import TrustedLog
-from tlog.userkeys import SigningKey
-from tlog.verify import (
+from tlog.core.entries.hashedrekord import HashedRekord
+from tlog.core.keys import KEY_TYPES, LogKey
+from tlog.core.merkle import consistency_ranges, leaf_hash, root_from_leaf_hashes
+from tlog.core.trusted import TrustedLog
+from tlog.core.userkeys import SigningKey
+from tlog.core.verify import (
     CheckFailed,
     consistency_proof_hashes,
     log_for_entry,

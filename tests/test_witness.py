@@ -15,17 +15,17 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tlog.checkpoint import Checkpoint, log_note_verifiers, sign_checkpoint
-from tlog.cosignature import CosignatureSigner, cosigned_by, parse_cosignature_verifier_key
+from tlog.core.checkpoint import Checkpoint, log_note_verifiers, sign_checkpoint
+from tlog.core.cosignature import CosignatureSigner, cosigned_by, parse_cosignature_verifier_key
 from tlog.errors import InvalidInput, VerificationError
-from tlog.keys import LogKey
-from tlog.merkle import leaf_hash
-from tlog.monitor import MonitorOptions, check_witnesses
-from tlog.note import parse_note
-from tlog.tree import TileTree, TreeState
-from tlog.witness import MAX_PROOF_LINES, Witness, format_add_checkpoint, parse_add_checkpoint
-from tlog.witness_client import WitnessConflict, WitnessError, push_checkpoint, witness_checkpoint
-from tlog.witness_server import SqliteWitnessStore, make_witness_app, parse_log_option
+from tlog.core.keys import LogKey
+from tlog.core.merkle import leaf_hash
+from tlog.audit.monitor import MonitorOptions, check_witnesses
+from tlog.core.note import parse_note
+from tlog.server.tree import TileTree, TreeState
+from tlog.witness.cosigner import MAX_PROOF_LINES, Witness, format_add_checkpoint, parse_add_checkpoint
+from tlog.witness.client import WitnessConflict, WitnessError, push_checkpoint, witness_checkpoint
+from tlog.witness.server import SqliteWitnessStore, make_witness_app, parse_log_option
 
 from .test_serve import free_port
 from .test_monitor import grow

@@ -1,0 +1,805 @@
+"""Offline check of a log's data directory (`tlog fsck`): re-derive everything stored from
+the entries and say precisely where what is stored differs.
+
+The database is opened read-only, in one read transaction (one snapshot, even while a
+server appends), and streamed in log order: entries, level-0 tiles, the search indexes
+and the checkpoints are read side by side with SQLite cursors, so memory stays bounded
+(the in-memory tree holds the nodes at Merkle level ≥ 8, n/128 hashes, as the server does).
+
+What is checked, and against what:
+- entries: contiguous 0..n-1 for the latest checkpoint's size n, none beyond it; every body
+  a canonical hashedrekord v0.0.1 (DESIGN §2) whose signature verifies.
+- tiles (C2SP tlog-tiles): level-0 hashes are the entries' RFC 6962 leaf hashes; a hash at
+  level L ≥ 1 is a fault only if it matches neither the tree rebuilt from the entries nor
+  the stored tile below it, so one wrong hash is reported once, at the tile that holds it;
+  chunks contiguous, no hashes beyond the tree.
+- checkpoints: every one signed by the log key for the log's origin, its root the root of
+  the entries at its size (RFC 9162 §2.1.1), and each consistent with the previous one by
+  an RFC 9162 §2.1.4 proof built from the rebuilt tree.
+- leaf_index: exactly one row per entry with its leaf hash's prefix; search_index: exactly
+  the artifact and public-key rows of every entry, nothing else (tlog.server.storage.sqlite).
+- meta (log_id matches the key, origin, schema) and SQLite's own `PRAGMA integrity_check`.
+
+Where the entries and the level-0 tiles disagree, the leaf index (a third copy of each
+leaf hash's prefix) says which one changed, and checkpoints are also compared with the
+tree of the stored leaf hashes, so that a changed body is reported at that entry and not
+again at every checkpoint after it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tlog.core.checkpoint import Checkpoint, validate_origin, verify_checkpoint
+from tlog.errors import InvalidInput, TlogError, VerificationError
+from tlog.core.entries.hashedrekord import (
+    HashedRekord,
+    parse_body,
+    public_key_fingerprint_of_pem,
+    verify_signature,
+)
+from tlog.core.keys import LogKey, LogPublicKey
+from tlog.server.log import DB_FILE, KEY_FILE
+from tlog.core.merkle import HASH_SIZE, leaf_hash, root_from_leaf_hashes, verify_consistency
+from tlog.core.note import parse_note
+from tlog.server.storage.sqlite import SCHEMA_VERSION, key_prefix, search_key
+from tlog.core.tiles import tile_width_at
+from tlog.server.tree import TILE_HEIGHT, TILE_WIDTH, TileTree, TileWrite, TreeState
+
+Progress = Callable[[int, int], None]  # (leaves checked, tree size)
+
+# Faults listed per kind; more are counted, not listed.
+MAX_LISTED = 50
+# Distinct signing keys whose fingerprints are remembered (CI signers repeat).
+_FINGERPRINT_CACHE = 4096
+# Stand-in for a leaf hash nothing records (entry and tile hash both missing).
+_UNKNOWN = b"\0" * HASH_SIZE
+
+
+class FsckError(TlogError):
+    """The data directory cannot be checked at all: missing, unreadable, or no log key."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One thing wrong: its kind, where it is (entry, tile, checkpoint...) and what."""
+
+    kind: str
+    where: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.where}: {self.detail}"
+
+
+@dataclass
+class FsckReport:
+    """What `check_data_dir` found. `ok` only if nothing at all is wrong."""
+
+    data_dir: str
+    signatures_checked: bool = True
+    max_listed: int = MAX_LISTED
+    tree_size: int = 0
+    root: bytes | None = None  # recomputed from the entries at tree_size (None: unknown)
+    entries_checked: int = 0
+    tiles_checked: int = 0
+    checkpoints_checked: int = 0
+    checkpoint_signatures_checked: bool = True
+    checkpoints_unchecked: int = 0  # roots that could not be recomputed (leaves missing)
+    complete: bool = True  # False if the database could not be read to the end
+    faults: list[Fault] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, where: str, detail: str) -> None:
+        listed = self.counts.get(kind, 0)
+        self.counts[kind] = listed + 1
+        if listed < self.max_listed:
+            self.faults.append(Fault(kind, where, detail))
+
+    @property
+    def fault_count(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.fault_count == 0 and self.complete
+
+    def at(self, kind: str, where: str) -> list[Fault]:
+        """The listed faults of one kind at one place."""
+        return [f for f in self.faults if f.kind == kind and f.where == where]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dataDir": self.data_dir, "complete": self.complete,
+                "treeSize": self.tree_size, "rootHash": self.root.hex() if self.root else None,
+                "entriesChecked": self.entries_checked,
+                "signaturesChecked": self.signatures_checked,
+                "tilesChecked": self.tiles_checked,
+                "checkpointsChecked": self.checkpoints_checked,
+                "checkpointSignaturesChecked": self.checkpoint_signatures_checked,
+                "checkpointsUnchecked": self.checkpoints_unchecked,
+                "faultCount": self.fault_count, "faultCounts": dict(self.counts),
+                "faults": [{"kind": f.kind, "where": f.where, "detail": f.detail}
+                           for f in self.faults]}
+
+
+def check_data_dir(path: Path, *, progress: Progress | None = None,
+                   log_key: LogPublicKey | None = None, signatures: bool = True,
+                   max_listed: int = MAX_LISTED) -> FsckReport:
+    """Check a data directory (DATA_DIR/log.db, DATA_DIR/log.key) without modifying it.
+
+    `log_key` pins the log's public key (else DATA_DIR/log.key's is used); `signatures`
+    False skips verifying entry signatures, the slow part. Raises FsckError if there is
+    nothing to check (no such directory, no log.db, no key at all); everything else wrong
+    is a fault in the report.
+    """
+    data = Path(path)
+    db = data / DB_FILE
+    if not data.is_dir():
+        raise FsckError(f"{data} is not a directory")
+    if not db.is_file():
+        raise FsckError(f"{db} does not exist: {data} is not a tlog data directory")
+    try:
+        with db.open("rb"):
+            pass
+    except OSError as e:
+        raise FsckError(f"cannot read {db}: {e.strerror or e}") from e
+    report = FsckReport(str(data), signatures_checked=signatures, max_listed=max_listed)
+    pub = _log_key(data, log_key, report)
+    conn = _open_read_only(db)
+    try:
+        _Check(conn, report, pub, log_key is not None, signatures, progress).run()
+    finally:
+        conn.close()
+    return report
+
+
+def _log_key(data: Path, pinned: LogPublicKey | None, report: FsckReport) -> LogPublicKey | None:
+    """The key checkpoints are verified with: `pinned`, else the one in DATA_DIR/log.key."""
+    path = data / KEY_FILE
+    if not path.exists():
+        if pinned is None:
+            raise FsckError(f"{path} does not exist: give the log's public key (--log-key PEM) "
+                            "to check the checkpoints' signatures")
+        return pinned
+    found = None
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            report.add("key", KEY_FILE, f"readable by other users (mode {stat.S_IMODE(mode):04o}): "
+                       f"the server refuses to start with it; chmod 600 {path}")
+        found = LogKey.from_pem(path.read_bytes()).public_key
+    except OSError as e:
+        report.add("key", KEY_FILE, f"cannot be read: {e.strerror or e}")
+    except InvalidInput as e:
+        report.add("key", KEY_FILE, str(e))
+    if pinned is not None and found is not None and found != pinned:
+        report.add("key", KEY_FILE, f"holds the key with logID {found.log_id().hex()}, not the "
+                   f"given log key (logID {pinned.log_id().hex()})")
+    return pinned or found
+
+
+def _open_read_only(db: Path) -> sqlite3.Connection:
+    # mode=ro: SQLite refuses every write. Without a -wal file nothing but the main file
+    # holds committed data, so also immutable=1, which keeps a read-only connection from
+    # leaving empty -wal/-shm files behind. With one (a running or crashed server), read
+    # through the WAL: the transactions committed there are part of the log.
+    uri = db.resolve().as_uri() + "?mode=ro"
+    if not db.with_name(db.name + "-wal").exists():
+        uri += "&immutable=1"
+    try:
+        return sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as e:
+        raise FsckError(f"cannot open {db}: {e}") from e
+
+
+def _span(what: str, start: int, end: int) -> str:
+    """"entry 5" or "entries 5..9" for the indexes start..end-1."""
+    if end == start + 1:
+        return f"{what} {start}"
+    plural = what[:-1] + "ies" if what.endswith("y") else what + "s"
+    return f"{plural} {start}..{end - 1}"
+
+
+def _prefix_hex(value: object) -> str:
+    """An 8-byte index key (a signed SQLite integer) as the hex of its bytes."""
+    if isinstance(value, int):
+        return (value & ((1 << 64) - 1)).to_bytes(8, "big").hex()
+    return repr(value)
+
+
+def _as_bytes(value: object) -> bytes:
+    """A BLOB column's value; text stored by mistake is hashed as its UTF-8 bytes."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+class _Runs:
+    """Consecutive indexes gathered so one fault says "entries 5..9", not five faults."""
+
+    def __init__(self, emit: Callable[[int, int], None]) -> None:
+        self._emit = emit
+        self._start: int | None = None
+        self._end = 0
+
+    def add(self, start: int, end: int | None = None) -> None:
+        end = start + 1 if end is None else end
+        if self._start is not None and self._start <= start <= self._end:
+            self._end = max(self._end, end)
+            return
+        self.flush()
+        self._start, self._end = start, end
+
+    def flush(self) -> None:
+        if self._start is not None:
+            self._emit(self._start, self._end)
+            self._start = None
+
+
+class _Rows:
+    """A cursor ordered by its first column (an index), read in step with the log:
+    `take(i)` returns the rows at index i and hands any rows before it — rows nobody asked
+    for — to `stray`. Keys that are not integers sort last in SQLite and stay for `rest`."""
+
+    def __init__(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        self._it = iter(rows)
+        self._next = next(self._it, None)
+
+    def peek(self) -> int | None:
+        key = None if self._next is None else self._next[0]
+        return key if isinstance(key, int) else None
+
+    def take(self, key: int, stray: Callable[[tuple[Any, ...]], None]) -> list[tuple[Any, ...]]:
+        out = []
+        while (k := self.peek()) is not None and k <= key:
+            assert self._next is not None
+            (out.append if k == key else stray)(self._next)
+            self._next = next(self._it, None)
+        return out
+
+    def rest(self) -> Iterator[tuple[Any, ...]]:
+        while self._next is not None:
+            row, self._next = self._next, next(self._it, None)
+            yield row
+
+
+@dataclass
+class _StoredTile:
+    """The hashes one stored tile holds at its positions 0..width-1 (None: not stored)."""
+
+    level: int
+    index: int
+    hashes: list[bytes | None]
+    # Every position stored and equal to what the entries give: the hash one level up is
+    # then the rebuilt tree's, with no need to fold this tile again.
+    clean: bool = True
+
+    def root(self) -> bytes | None:
+        """The hash of the node one tile level up that this full tile spells out."""
+        if len(self.hashes) != TILE_WIDTH or any(h is None for h in self.hashes):
+            return None
+        return root_from_leaf_hashes(self.hashes)  # type: ignore[arg-type]
+
+
+class _TileReader:
+    """The stored tiles of one level, in index order, reassembled from their chunks
+    (tlog.server.storage.sqlite appends one chunk per batch), with chunk faults reported on the way."""
+
+    def __init__(self, conn: sqlite3.Connection, level: int, size: int, report: FsckReport) -> None:
+        self.level = level
+        self.size = size
+        self.report = report
+        self.current: _StoredTile | None = None
+        self._requested = -1
+        self._rows = _Rows(conn.execute(
+            "SELECT idx, start, hashes FROM tiles WHERE level = ? ORDER BY idx, start", (level,)))
+
+    def get(self, index: int) -> _StoredTile:
+        if self.current is not None and self.current.index == index:
+            return self.current
+        self._requested = index
+        chunks = self._rows.take(index, self._stray)
+        self.current = self._assemble(index, chunks)
+        return self.current
+
+    def exhausted(self) -> bool:
+        return self._rows.peek() is None
+
+    def _stray(self, row: tuple[Any, ...]) -> None:
+        self.report.add("tile", f"tile {self.level}/{row[0]}",
+                        f"outside the tree (tree size {self.size}): a chunk at position {row[1]!r}")
+
+    def _assemble(self, index: int, chunks: list[tuple[Any, ...]]) -> _StoredTile:
+        width = tile_width_at(self.level, index, self.size)
+        where = f"tile {self.level}/{index}"
+        hashes: list[bytes | None] = [None] * width
+        beyond = _Runs(lambda a, b: self.report.add(
+            "tile", where, f"holds hashes beyond the tree at {_span('position', a, b)} "
+            f"(at tree size {self.size} it has {width})"))
+        for _, start, data in chunks:
+            if not (isinstance(start, int) and start >= 0 and isinstance(data, bytes) and data
+                    and len(data) % HASH_SIZE == 0):
+                self.report.add("tile", f"{where} chunk at {start!r}",
+                                f"malformed: not a run of {HASH_SIZE}-byte hashes at a position")
+                continue
+            overlap = _Runs(lambda a, b: self.report.add(
+                "tile", where, f"chunk at {start} overlaps another at {_span('position', a, b)}"))
+            for k in range(len(data) // HASH_SIZE):
+                pos = start + k
+                if pos >= width:
+                    beyond.add(pos)
+                elif hashes[pos] is not None:
+                    overlap.add(pos)
+                else:
+                    hashes[pos] = data[k * HASH_SIZE:(k + 1) * HASH_SIZE]
+            overlap.flush()
+        beyond.flush()
+        if not chunks:
+            self.report.add("tile", where, f"missing: no chunk holds any of its {width} hashes")
+        else:
+            gaps = _Runs(lambda a, b: self.report.add(
+                "tile", where, f"{_span('position', a, b)} missing: no chunk holds them"))
+            for pos, h in enumerate(hashes):
+                if h is None:
+                    gaps.add(pos)
+            gaps.flush()
+        self.report.tiles_checked += 1
+        return _StoredTile(self.level, index, hashes, clean=None not in hashes)
+
+    def finish(self) -> None:
+        """Report stored tiles past the end of the tree (those within it were all read,
+        unless the check stopped early for lack of entries and tiles)."""
+        seen: set[object] = set()
+        for idx, *_ in self._rows.rest():
+            in_tree = isinstance(idx, int) and idx > self._requested and \
+                tile_width_at(self.level, idx, self.size) > 0
+            if not in_tree and idx not in seen:
+                seen.add(idx)
+                self.report.add("tile", f"tile {self.level}/{idx}",
+                                f"outside the tree (tree size {self.size})")
+
+
+class _Tree:
+    """The tree rebuilt from one choice of leaf hashes, and the level-0 leaves a
+    consistency proof may still need: RFC 9162 §2.1.4 proofs from the last checkpoint's
+    size s need nodes below level 8 only in the tile holding leaf s-1 (the newest tile is
+    in the TreeState itself)."""
+
+    def __init__(self, state: TreeState, leaves: dict[int, bytearray], boundary: int) -> None:
+        self.state = state
+        self.leaves = leaves
+        self.boundary = boundary
+
+    @classmethod
+    def empty(cls) -> _Tree:
+        return cls(TreeState.empty(), {}, -1)
+
+    def clone(self) -> _Tree:
+        st = self.state  # TreeState.extended appends to its lists: copy them
+        state = TreeState(st.size, [list(u) for u in st.upper], [list(t) for t in st.tail])
+        return _Tree(state, {t: bytearray(b) for t, b in self.leaves.items()}, self.boundary)
+
+    def extend(self, hashes: list[bytes]) -> list[TileWrite]:
+        pos = self.state.size
+        for h in hashes:
+            t = pos >> TILE_HEIGHT
+            if t not in self.leaves:
+                for old in [k for k in self.leaves if k != self.boundary]:
+                    del self.leaves[old]
+                self.leaves[t] = bytearray()
+            self.leaves[t] += h
+            pos += 1
+        self.state, writes = self.state.extended(hashes)
+        return writes
+
+    def checkpointed(self) -> None:
+        """Remember the tile a consistency proof from this size will need."""
+        self.boundary = (self.state.size - 1) >> TILE_HEIGHT
+
+    def consistency_proof(self, size1: int) -> list[bytes]:
+        tiles = {self.boundary: bytes(self.leaves[self.boundary])} if self.boundary in self.leaves else {}
+        return TileTree(self.state, tiles).consistency_proof(size1, self.state.size)
+
+
+@dataclass
+class _Signed:
+    """The last checkpoint seen, and the rebuilt tree whose root it is (None: neither)."""
+
+    size: int
+    root: bytes
+    tree: _Tree | None
+
+
+class _Check:
+    """One fsck run over an open database: state shared by the streaming passes."""
+
+    def __init__(self, conn: sqlite3.Connection, report: FsckReport, pub: LogPublicKey | None,
+                 pinned: bool, signatures: bool, progress: Progress | None) -> None:
+        self.conn = conn
+        self.report = report
+        self.pub = pub
+        self.pinned = pinned
+        self.signatures = signatures
+        self.progress = progress
+        self.origin: str | None = None
+        self.phase = "opening the database"
+        self.size = 0
+        # The tree of the entries' leaf hashes, and — once they first disagree with the
+        # stored level-0 tiles — the tree of the stored hashes, what the log published.
+        self.entries = _Tree.empty()
+        self.published: _Tree | None = None
+        self.unknown_from: int | None = None  # first leaf neither entry nor tile records
+        self.last: _Signed | None = None
+        self.foreign: tuple[int, int, int, str] | None = None  # first, last size, count, origin
+        self._fingerprints: dict[bytes, bytes] = {}
+
+    def run(self) -> None:
+        try:
+            self.conn.execute("BEGIN")  # one snapshot for every cursor below
+            self.integrity()
+            self.meta()
+            self.log()
+        except sqlite3.Error as e:
+            self.report.complete = False
+            self.report.add("database", DB_FILE, f"{e} (while {self.phase}); the check stopped here")
+
+    # -- the database and the log's identity ----------------------------------------------
+    def integrity(self) -> None:
+        """SQLite's own check of every page and index. If it cannot even run, the rest
+        still may: a damaged page need not be one the log's checks read."""
+        self.phase = "running PRAGMA integrity_check"
+        try:
+            for (line,) in self.conn.execute("PRAGMA integrity_check"):
+                if line != "ok":
+                    self.report.add("database", DB_FILE, f"integrity_check: {line}")
+        except sqlite3.Error as e:
+            self.report.add("database", DB_FILE, f"integrity_check cannot run: {e}")
+
+    def meta(self) -> None:
+        self.phase = "reading meta"
+        meta = {k: v for k, v in self.conn.execute("SELECT key, value FROM meta")}
+        if meta.get("schema") != SCHEMA_VERSION:
+            self.report.add("meta", "schema", f"expected {SCHEMA_VERSION!r}, found {meta.get('schema')!r}")
+        origin = meta.get("origin")
+        try:
+            validate_origin(origin if isinstance(origin, str) else "")
+            self.origin = origin
+        except InvalidInput as e:
+            self.report.add("meta", "origin", f"found {origin!r}: {e}")
+        log_id = meta.get("log_id")
+        if log_id is None:
+            self.report.add("meta", "log_id", "missing")
+        elif self.pub is not None and log_id != self.pub.log_id().hex():
+            if self.pinned:
+                self.report.add("key", "meta log_id", f"the database belongs to logID {log_id}, "
+                                f"the given log key's logID is {self.pub.log_id().hex()}")
+            else:
+                self.report.add("key", KEY_FILE, f"not this log's key: its logID is "
+                                f"{self.pub.log_id().hex()}, the database's (meta log_id) is {log_id}; "
+                                "checkpoint signatures not checked (give the log's public key "
+                                "with --log-key)")
+                self.pub = None
+        if self.pub is None:
+            self.report.checkpoint_signatures_checked = False
+
+    # -- the log, in order ------------------------------------------------------------------
+    def log(self) -> None:
+        self.phase = "reading checkpoints"
+        (latest,) = self.conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
+        if latest is None:
+            self.report.add("checkpoint", "checkpoints", "none stored: a log signs a checkpoint "
+                            "of the empty tree when it is created")
+        self.size = size = max(latest or 0, 0)
+        self.report.tree_size = size
+        levels = 0
+        while tile_width_at(levels, 0, size):
+            levels += 1
+        self.tiles = [_TileReader(self.conn, level, size, self.report) for level in range(levels)]
+        self.checkpoints = _Rows(self.conn.execute(
+            "SELECT size, root, note FROM checkpoints ORDER BY size"))
+        self.rows = _Rows(self.conn.execute("SELECT idx, body FROM entries ORDER BY idx"))
+        self.leaf_rows = _Rows(self.conn.execute("SELECT idx, prefix FROM leaf_index ORDER BY idx, prefix"))
+        self.search_rows = _Rows(self.conn.execute("SELECT idx, key FROM search_index ORDER BY idx, key"))
+        self.missing = _Runs(lambda a, b: self.report.add(
+            "entries", _span("entry", a, b), f"missing (the latest checkpoint is at tree size {size})"))
+
+        self.phase = "reading entries"
+        for row in self.checkpoints.take(0, lambda r: self.report.add(
+                "checkpoint", f"checkpoint {r[0]}", "negative tree size")):
+            self.checkpoint(row)
+        for t in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
+            if self.rows.peek() is None and self.tiles[0].exhausted():
+                # Nothing left to read: the rest is missing, in one fault, not n/256 loops.
+                self.missing.add(t * TILE_WIDTH, size)
+                self.unknown(t * TILE_WIDTH)
+                break
+            self.level0_tile(t)
+            if self.progress is not None:
+                self.progress(min(size, (t + 1) * TILE_WIDTH), size)
+        self.missing.flush()
+        for row in self.checkpoints.rest():  # only if the check stopped early above
+            self.checkpoint(row)
+        self.foreign_origin(-1, None)
+        if self.unknown_from is None and self.entries.state.size == size:
+            self.report.root = self.entries.state.root()
+
+        self.phase = "reading what lies beyond the tree"
+        self.beyond()
+
+    def level0_tile(self, t: int) -> None:
+        """One level-0 tile: its entries, index rows and stored hashes, then the trees."""
+        first = t * TILE_WIDTH
+        stored = self.tiles[0].get(t)
+        by_entries: list[bytes | None] = []
+        by_tiles: list[bytes | None] = []
+        for p, tile_hash in enumerate(stored.hashes):
+            h = self.entry(first + p, tile_hash)
+            if h is None or tile_hash is None or h != tile_hash:
+                stored.clean = False
+            by_entries.append(h if h is not None else tile_hash)
+            by_tiles.append(tile_hash if tile_hash is not None else h)
+        if self.published is None and by_tiles != by_entries:
+            self.published = self.entries.clone()
+        # Feed both trees, cutting at every checkpointed size inside the tile.
+        pos, end = first, first + len(stored.hashes)
+        while pos < end:
+            nxt = self.checkpoints.peek()
+            stop = nxt if nxt is not None and pos < nxt < end else end
+            writes = self.entries.extend(self.known(by_entries[pos - first:stop - first], pos))
+            if self.published is not None:
+                self.published.extend(self.known(by_tiles[pos - first:stop - first], pos))
+            self.upper(writes)
+            pos = stop
+            for row in self.checkpoints.take(pos, lambda r: None):
+                self.checkpoint(row)
+
+    def known(self, hashes: list[bytes | None], first: int) -> list[bytes]:
+        for k, h in enumerate(hashes):
+            if h is None:
+                self.unknown(first + k)
+                break
+        return [_UNKNOWN if h is None else h for h in hashes]
+
+    def unknown(self, index: int) -> None:
+        """No record of leaf `index`: roots from here on cannot be recomputed."""
+        if self.unknown_from is None or index < self.unknown_from:
+            self.unknown_from = index
+
+    # -- one entry ----------------------------------------------------------------------------
+    def entry(self, index: int, tile_hash: bytes | None) -> bytes | None:
+        """Check entry `index` and its index rows; return its leaf hash (None if absent)."""
+        rows = self.rows.take(index, lambda r: self.report.add(
+            "entries", f"entry {r[0]}", "negative log index"))
+        prefixes = [r[1] for r in self.leaf_rows.take(index, self._stray_leaf_row)]
+        keys = [r[1] for r in self.search_rows.take(index, self._stray_search_row)]
+        if not rows:
+            # Reported once as a run; rows of the indexes that point at it are not faults
+            # of their own: nothing says what they should be.
+            self.missing.add(index)
+            return None
+        self.missing.flush()
+        self.report.entries_checked += 1
+        body = _as_bytes(rows[0][1])
+        h = leaf_hash(body)
+        entry = self.body(index, body, rows[0][1])
+        agrees = tile_hash is None or tile_hash == h
+        if not agrees:
+            assert tile_hash is not None
+            self.leaf_mismatch(index, h, tile_hash, prefixes)
+        self.leaf_index(index, h, tile_hash, prefixes)
+        if entry is not None and agrees:
+            self.search_index(index, entry, keys)
+        return h
+
+    def body(self, index: int, body: bytes, stored: object) -> HashedRekord | None:
+        """The parsed entry if its body is canonical and its signature verifies."""
+        where = f"entry {index}"
+        if not isinstance(stored, bytes):
+            self.report.add("body", where, f"stored as {type(stored).__name__}, not a blob")
+        try:
+            entry = parse_body(body)
+        except InvalidInput as e:
+            self.report.add("body", where, str(e))
+            return None
+        if self.signatures:
+            try:
+                verify_signature(entry)
+            except InvalidInput as e:
+                self.report.add("signature", where, str(e))
+                return None
+        return entry
+
+    def leaf_mismatch(self, index: int, h: bytes, tile_hash: bytes, prefixes: list[object]) -> None:
+        """The entry's leaf hash is not the level-0 tile's: the leaf index, a third record
+        of the leaf hash, says which of the two changed."""
+        t, p = divmod(index, TILE_WIDTH)
+        if key_prefix(tile_hash) in prefixes and key_prefix(h) not in prefixes:
+            self.report.add("body", f"entry {index}", f"not the body that was logged: its leaf "
+                            f"hash is {h.hex()}, tile 0/{t} and the leaf index hold {tile_hash.hex()}")
+        else:
+            self.report.add("tile", f"tile 0/{t} position {p}",
+                            f"holds {tile_hash.hex()}, but entry {index}'s leaf hash is {h.hex()}")
+
+    def leaf_index(self, index: int, h: bytes, tile_hash: bytes | None, prefixes: list[object]) -> None:
+        """Exactly one row, with the prefix of the leaf hash (of the entry's, or of the
+        stored one where the two differ: that is reported above)."""
+        accepted = {key_prefix(h)} | ({key_prefix(tile_hash)} if tile_hash is not None else set())
+        good = [x for x in prefixes if x in accepted]
+        wrong = [x for x in prefixes if x not in accepted]
+        problems = []
+        if not prefixes:
+            problems.append(f"no row (expected prefix {_prefix_hex(key_prefix(h))})")
+        if wrong:
+            problems.append(f"row with prefix {', '.join(_prefix_hex(x) for x in wrong)}, "
+                            f"expected {_prefix_hex(key_prefix(h))}")
+        if len(good) > 1:
+            problems.append(f"{len(good)} rows, expected one")
+        if problems:
+            self.report.add("leaf_index", f"entry {index}", "; ".join(problems))
+
+    def search_index(self, index: int, entry: HashedRekord, keys: list[object]) -> None:
+        """Exactly the artifact row and the public-key row (tlog.server.log.Log.admit)."""
+        pem = entry.public_key_pem
+        fingerprint = self._fingerprints.get(pem)
+        if fingerprint is None:
+            if len(self._fingerprints) >= _FINGERPRINT_CACHE:
+                self._fingerprints.clear()
+            fingerprint = self._fingerprints[pem] = public_key_fingerprint_of_pem(pem)
+        expected = {search_key("a", entry.artifact_key().encode()): f"artifact {entry.artifact_key()}",
+                    search_key("k", fingerprint): f"public key {fingerprint.hex()}"}
+        found = set(keys)
+        problems = [f"no row for {what} (key {_prefix_hex(k)})"
+                    for k, what in expected.items() if k not in found]
+        problems += [f"unexpected row with key {_prefix_hex(k)}" for k in sorted(
+            found - expected.keys(), key=str)]
+        if problems:
+            self.report.add("search_index", f"entry {index}", "; ".join(problems))
+
+    def _stray_leaf_row(self, row: tuple[Any, ...]) -> None:
+        self.report.add("leaf_index", f"entry {row[0]}", f"row with prefix {_prefix_hex(row[1])} "
+                        "for a negative log index")
+
+    def _stray_search_row(self, row: tuple[Any, ...]) -> None:
+        self.report.add("search_index", f"entry {row[0]}", f"row with key {_prefix_hex(row[1])} "
+                        "for a negative log index")
+
+    # -- tiles above level 0 ------------------------------------------------------------------
+    def upper(self, writes: list[TileWrite]) -> None:
+        """Compare the nodes the entries just completed at levels 8, 16… with the stored
+        tiles; a stored hash that matches the stored tile below it is not a fault of its
+        own (the tile below was reported)."""
+        for w in sorted(writes, key=lambda w: (w.level, w.index)):
+            if w.level == 0:
+                continue
+            stored = self.tiles[w.level].get(w.index)
+            below_reader = self.tiles[w.level - 1]
+            for k in range(len(w.hashes) // HASH_SIZE):
+                pos = w.start + k
+                node = w.index * TILE_WIDTH + pos
+                expected = w.hashes[k * HASH_SIZE:(k + 1) * HASH_SIZE]
+                leaves_end = (node + 1) << (TILE_HEIGHT * w.level)
+                known = self.unknown_from is None or leaves_end <= self.unknown_from
+                found = stored.hashes[pos]
+                if found is None:  # reported when the tile was read
+                    stored.clean = False
+                    continue
+                if known and found == expected:
+                    continue
+                stored.clean = False
+                below = below_reader.current
+                from_below = None
+                if below is not None and below.index == node:
+                    from_below = expected if below.clean and known else below.root()
+                if found == from_below or (not known and from_below is None):
+                    continue
+                said = [f"the entries give {expected.hex()}"] if known else []
+                if from_below is not None and (not known or from_below != expected):
+                    said.append(f"tile {w.level - 1}/{node} gives {from_below.hex()}")
+                self.report.add("tile", f"tile {w.level}/{w.index} position {pos}",
+                                f"holds {found.hex()}, but " + " and ".join(said))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self, row: tuple[Any, ...]) -> None:
+        size, root_column, note = row[0], _as_bytes(row[1]), _as_bytes(row[2])
+        where = f"checkpoint {size}"
+        self.report.checkpoints_checked += 1
+        try:
+            cp = Checkpoint.parse(parse_note(note).text.encode("utf-8"))
+        except TlogError as e:
+            self.report.add("checkpoint", where, f"checkpoint is malformed: {e}")
+            self.last = None
+            return
+        if self.pub is not None:
+            try:  # C2SP signed-note: the key name is the checkpoint's own origin
+                verify_checkpoint(note, self.pub)
+            except VerificationError as e:
+                self.report.add("checkpoint", where, str(e))
+        self.foreign_origin(size, cp.origin if cp.origin != (self.origin or cp.origin) else None)
+        if cp.size != size:
+            self.report.add("checkpoint", where, f"stored at size {size}, but the signed "
+                            f"checkpoint is for size {cp.size}")
+            self.last = None
+            return
+        if root_column != cp.root_hash:
+            self.report.add("checkpoint", where, f"the root column holds {root_column.hex()}, "
+                            f"the signed checkpoint says {cp.root_hash.hex()}")
+        if (self.unknown_from is not None and self.unknown_from < size) or size > self.entries.state.size:
+            self.report.checkpoints_unchecked += 1
+            self.last = None
+            return
+        tree = self.matching(cp.root_hash)
+        if tree is None:
+            self.report.add("checkpoint", where, f"the entries give root "
+                            f"{self.entries.state.root().hex()} at size {size}, the signed "
+                            f"checkpoint says {cp.root_hash.hex()}")
+        self.consistency(size, cp.root_hash)
+        self.last = _Signed(size, cp.root_hash, tree)
+        for t in (self.entries, self.published):
+            if t is not None:
+                t.checkpointed()
+
+    def foreign_origin(self, size: int, origin: str | None) -> None:
+        """Checkpoints signed for another log name than meta's, one fault per run of
+        them (if meta's origin changed, every checkpoint disagrees with it)."""
+        run = self.foreign
+        if run is not None and origin == run[3]:
+            self.foreign = (run[0], size, run[2] + 1, origin)
+            return
+        if run is not None:
+            first, last, count, found = run
+            where = f"checkpoint {first}" if count == 1 else f"checkpoints {first}..{last}"
+            self.report.add("checkpoint", where, f"signed for log {found!r} ({count} checkpoints), "
+                            f"but the database's origin (meta origin) is {self.origin!r}")
+        self.foreign = None if origin is None else (size, size, 1, origin)
+
+    def matching(self, root: bytes) -> _Tree | None:
+        """The rebuilt tree whose root this is: the entries', else the stored hashes'."""
+        for tree in (self.entries, self.published):
+            if tree is not None and tree.state.root() == root:
+                return tree
+        return None
+
+    def consistency(self, size: int, root: bytes) -> None:
+        """RFC 9162 §2.1.4: a proof from the previous checkpoint, built from the tree that
+        gave that checkpoint's root, must lead to this one's."""
+        last = self.last
+        if last is None or last.tree is None or last.size == 0:
+            return  # nothing trustworthy to start from (reported already), or the empty tree
+        try:
+            proof = last.tree.consistency_proof(last.size)
+            verify_consistency(last.size, size, proof, last.root, root)
+        except VerificationError as e:
+            self.report.add("consistency", f"checkpoints {last.size} and {size}",
+                            f"cannot both be right: {e}")
+
+    # -- after the tree -------------------------------------------------------------------------
+    def beyond(self) -> None:
+        """Entries, index rows and tiles past the latest checkpoint's size."""
+        size = self.size
+        extra = _Runs(lambda a, b: self.report.add(
+            "entries", _span("entry", a, b),
+            f"beyond the latest checkpoint (tree size {size}): no signed checkpoint covers it"))
+        for idx, _ in self.rows.rest():
+            if isinstance(idx, int):
+                extra.add(idx)
+        extra.flush()
+        for table, rows in (("leaf_index", self.leaf_rows), ("search_index", self.search_rows)):
+            runs = _Runs(lambda a, b, table=table: self.report.add(
+                table, _span("entry", a, b), f"rows beyond the tree (tree size {size})"))
+            for idx, value in rows.rest():
+                if isinstance(idx, int):
+                    runs.add(idx)
+                else:
+                    self.report.add(table, f"entry {idx!r}", f"row with a log index that is not "
+                                    f"an integer (value {_prefix_hex(value)})")
+            runs.flush()
+        for reader in self.tiles:
+            reader.finish()
+        for level, idx in self.conn.execute(
+                "SELECT DISTINCT level, idx FROM tiles WHERE level < 0 OR level >= ?", (len(self.tiles),)):
+            self.report.add("tile", f"tile {level}/{idx}", f"outside the tree (tree size {size})")

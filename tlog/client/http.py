@@ -1,0 +1,118 @@
+"""An async client of the log's HTTP API (Rekor v1 routes and C2SP tiles), for the CLI,
+monitors and witnesses. It returns what the server says; checking it is the caller's job,
+always against a pinned key (tlog.client.trust)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json as jsonlib
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from tlog.errors import TlogError
+from tlog.core.tiles import TileRef
+
+
+class LogUnreachable(TlogError):
+    """The network failed: no connection, timeout, or an answer that is not HTTP."""
+
+
+class LogAPIError(TlogError):
+    """The log answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the log answered {status}: {message}")
+        self.status = status
+
+
+class LogClient:
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> LogClient:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _request(self, method: str, path: str, *, json: Any = None,
+                       params: dict[str, str] | None = None, ok: tuple[int, ...] = (200,),
+                       allow_404: bool = False) -> tuple[int, bytes, Any]:
+        assert self._session is not None, "use `async with LogClient(...)`"
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session.request(method, url, json=json, params=params) as r:
+                body = await r.read()
+                status, headers = r.status, r.headers
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise LogUnreachable(f"cannot reach the log at {self.base_url}: "
+                                 f"{e.__class__.__name__}: {e}".rstrip(": ")) from e
+        if status in ok or (allow_404 and status == 404):
+            return status, body, headers
+        message = body[:300].decode(errors="replace")
+        try:
+            message = jsonlib.loads(body)["message"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise LogAPIError(status, message)
+
+    async def _json(self, method: str, path: str, **kw: Any) -> Any:
+        _, body, _ = await self._request(method, path, **kw)
+        try:
+            return jsonlib.loads(body)
+        except ValueError as e:
+            raise LogAPIError(200, f"not JSON: {body[:100]!r}") from e
+
+    async def submit(self, proposed: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Submit an entry: (LogEntry, created). A 409 duplicate is fetched and returned
+        with created=False — the entry is in the log either way."""
+        status, body, headers = await self._request("POST", "/api/v1/log/entries", json=proposed,
+                                                    ok=(201, 409))
+        if status == 409:
+            location = headers.get("Location", "")
+            uuid = location.rsplit("/", 1)[-1]
+            if not uuid:
+                raise LogAPIError(409, "duplicate entry, but the log gave no Location")
+            return await self.entry_by_uuid(uuid), False
+        return jsonlib.loads(body), True
+
+    async def entry_by_index(self, index: int) -> dict[str, Any]:
+        return await self._json("GET", "/api/v1/log/entries", params={"logIndex": str(index)})
+
+    async def entry_by_uuid(self, uuid: str) -> dict[str, Any]:
+        return await self._json("GET", f"/api/v1/log/entries/{uuid}")
+
+    async def search(self, *, sha256: str | None = None, public_key_pem: bytes | None = None,
+                     operator: str = "or") -> list[str]:
+        query: dict[str, Any] = {"operator": operator}
+        if sha256 is not None:
+            query["hash"] = f"sha256:{sha256}"
+        if public_key_pem is not None:
+            query["publicKey"] = {"format": "x509", "content": base64.b64encode(public_key_pem).decode()}
+        return await self._json("POST", "/api/v1/index/retrieve", json=query)
+
+    async def log_info(self) -> dict[str, Any]:
+        return await self._json("GET", "/api/v1/log")
+
+    async def consistency(self, first: int, last: int) -> dict[str, Any]:
+        return await self._json("GET", "/api/v1/log/proof",
+                                params={"firstSize": str(first), "lastSize": str(last)})
+
+    async def public_key(self) -> bytes:
+        return (await self._request("GET", "/api/v1/log/publicKey"))[1]
+
+    async def checkpoint(self) -> bytes:
+        return (await self._request("GET", "/checkpoint"))[1]
+
+    async def tile(self, ref: TileRef) -> bytes | None:
+        """A tile or entry bundle; None if the log does not have it (404)."""
+        status, body, _ = await self._request("GET", "/" + ref.path(), allow_404=True)
+        return None if status == 404 else body

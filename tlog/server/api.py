@@ -1,0 +1,355 @@
+"""The HTTP API: Rekor v1 routes (DESIGN §3) over a `Log`, in aiohttp.
+
+A thin shell: parse the request, call the log, shape the answer. Every error leaves as
+Rekor's `{"code", "message"}` with a 4xx (or 503 when the log cannot take writes); an
+unexpected exception is logged and answered 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tlog.core.entries import hashedrekord
+
+from tlog.core import rekor
+from tlog.errors import InvalidInput
+from tlog.server.log import Log
+from tlog.logs import request_id
+from tlog.server.openapi import OPENAPI_PATH, openapi_spec
+from tlog.server.ratelimit import TokenBuckets
+from tlog.server.sequencer import Duplicate, Overloaded, Unavailable
+from tlog.core.tiles import parse_tile_path
+
+log = logging.getLogger("tlog.api")
+
+DEFAULT_MAX_BODY = 64 * 1024  # DESIGN §3: 413 beyond it
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Limits on what one request or one client may cost (issue 5 §6)."""
+
+    max_body: int = DEFAULT_MAX_BODY  # bytes; 413 beyond
+    rate: float = 0.0  # submissions per second per client address; 0 = unlimited
+    burst: int = 20  # submissions a client may make at once before the rate applies
+    body_timeout: float = 30.0  # seconds to receive a request body; 408 beyond
+
+
+class RateLimited(InvalidInput):
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many submissions from this client: retry in {wait:.1f} s", 429)
+        self.retry_after = max(1, math.ceil(wait))
+
+
+LOG_KEY: web.AppKey[Log] = web.AppKey("log", Log)
+LIMITS_KEY: web.AppKey[ApiLimits] = web.AppKey("limits", ApiLimits)
+BUCKETS_KEY: web.AppKey[TokenBuckets | None] = web.AppKey("buckets", object)  # type: ignore[arg-type]
+MAX_RETRIEVE = 10  # Rekor's SearchLogQuery: at most 10 UUIDs and 10 indexes
+_JSON = "application/json"
+_HASH_QUERY = re.compile(r"(?:(sha256|sha384|sha512):)?([0-9a-fA-F]+)")
+_DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
+                        content_type=_JSON, headers=headers)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(rekor.error(status, message), status, headers)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+access_log = logging.getLogger("tlog.access")
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request ID (the client's X-Request-ID if sane, else a new one), latency by route,
+    and one access-log line per request."""
+    rid = request.headers.get("X-Request-ID", "")
+    if not _REQUEST_ID.fullmatch(rid):
+        rid = uuid.uuid4().hex
+    token = request_id.set(rid)
+    t0 = time.perf_counter()
+    status = 500  # what the client sees if the handler itself fails past the error middleware
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = rid
+        return response
+    finally:
+        seconds = time.perf_counter() - t0
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[LOG_KEY].metrics.requests.labels(route, request.method, str(status)).observe(seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s %s %d %.1fms", request.method, request.path_qs[:200], status, seconds * 1000,
+                            extra={"method": request.method, "path": request.path[:200], "status": status,
+                                   "duration_ms": round(seconds * 1000, 2), "remote": request.remote})
+        request_id.reset(token)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RateLimited as e:
+        return _error(429, str(e), {"Retry-After": str(e.retry_after)})
+    except InvalidInput as e:
+        return _error(e.status, str(e))
+    except Duplicate as e:
+        return _error(409, str(e), {"Location": rekor.entry_path(e.uuid.hex())})
+    except Overloaded as e:
+        return _error(503, f"the log is busy: {e}; retry shortly", {"Retry-After": "1"})
+    except Unavailable as e:
+        return _error(503, str(e), {"Retry-After": "5"})
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body too large: the limit is {request.app[LIMITS_KEY].max_body} bytes")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _error(e.status, e.reason or "error", {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal error: the server logged the details")
+
+
+async def _read_json(request: web.Request) -> Any:
+    ctype = request.content_type
+    if request.headers.get("Content-Type") and ctype != _JSON:
+        raise InvalidInput(f"Content-Type must be {_JSON}, got {ctype!r}", 415)
+    try:
+        async with asyncio.timeout(request.app[LIMITS_KEY].body_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise InvalidInput("the request body did not arrive in time", 408) from None
+    except web.RequestPayloadError as e:  # e.g. a Content-Encoding the body does not decode with
+        detail = " ".join(str(e).split()).removeprefix("400, message: ")[:200]
+        raise InvalidInput(f"the request body could not be read: {detail}") from None
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidInput("request body is not valid UTF-8 JSON") from None
+    except ValueError as e:
+        raise InvalidInput(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidInput("request body is nested too deeply") from None
+
+
+def _int_param(request: web.Request, name: str, default: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise InvalidInput(f"query parameter {name} is required")
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:  # "²".isdigit() too, int("²") fails
+        raise InvalidInput(f"query parameter {name} must be a non-negative integer, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _log(request: web.Request) -> Log:
+    return request.app[LOG_KEY]
+
+
+# -- routes -------------------------------------------------------------------------------
+_OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
+    (RateLimited, "rate_limited"), (Duplicate, "duplicate"), (Overloaded, "overloaded"),
+    (Unavailable, "unavailable"), (InvalidInput, "invalid"))
+
+
+async def create_entry(request: web.Request) -> web.Response:
+    counter = _log(request).metrics.submissions
+    try:
+        buckets = request.app[BUCKETS_KEY]
+        if buckets is not None:
+            wait = buckets.take(request.remote or "unknown")
+            if wait > 0:
+                raise RateLimited(wait)
+        entry = await _log(request).submit(await _read_json(request))
+    except Exception as e:
+        counter.labels(next((name for t, name in _OUTCOMES if isinstance(e, t)), "error")).inc()
+        raise
+    counter.labels("created").inc()
+    uuid = next(iter(entry))
+    return _json(entry, 201, {"Location": rekor.entry_path(uuid), "ETag": uuid})
+
+
+async def get_entry_by_index(request: web.Request) -> web.Response:
+    index = _int_param(request, "logIndex")
+    (entry,) = await _log(request).entries_by_index([index])
+    return _json(entry)
+
+
+async def get_entry_by_uuid(request: web.Request) -> web.Response:
+    uuid = rekor.parse_uuid(request.match_info["uuid"])
+    found = await _log(request).entries_by_uuid([uuid])
+    if not found:
+        raise InvalidInput(f"no entry with UUID {uuid.hex()} in the log", 404)
+    return _json(found[0])
+
+
+def _list_of(obj: dict[str, Any], name: str) -> list[Any]:
+    value = obj.get(name, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput(f"{name} must be a list")
+    if len(value) > MAX_RETRIEVE:
+        raise InvalidInput(f"{name}: at most {MAX_RETRIEVE} items per request, got {len(value)}", 422)
+    return value
+
+
+async def retrieve_entries(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object {entryUUIDs, logIndexes}")
+    uuids = []
+    for u in _list_of(body, "entryUUIDs"):
+        if not isinstance(u, str):
+            raise InvalidInput("entryUUIDs items must be strings")
+        uuids.append(rekor.parse_uuid(u))
+    indexes = _list_of(body, "logIndexes")
+    for i in indexes:
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise InvalidInput("logIndexes items must be non-negative integers")
+    lg = _log(request)
+    size = lg.head.state.size
+    out = await lg.entries_by_uuid(uuids) if uuids else []
+    out += await lg.entries_by_index([i for i in indexes if i < size]) if indexes else []
+    return _json(out)
+
+
+async def search_index(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object {hash} or {publicKey}")
+    artifact: str | None = None
+    fingerprint: bytes | None = None
+    if body.get("hash") is not None:
+        h = body["hash"]
+        m = _HASH_QUERY.fullmatch(h) if isinstance(h, str) else None
+        if not m:
+            raise InvalidInput("hash must be \"<algorithm>:<hex digest>\", e.g. sha256:<64 hex>")
+        algo = m.group(1) or {64: "sha256", 96: "sha384", 128: "sha512"}.get(len(m.group(2)), "")
+        if _DIGEST_HEX.get(algo) != len(m.group(2)):
+            raise InvalidInput(f"hash: {len(m.group(2))} hex digits do not fit {algo or 'any algorithm'}")
+        artifact = f"{algo}:{m.group(2).lower()}"
+    if body.get("publicKey") is not None:
+        pk = body["publicKey"]
+        if not isinstance(pk, dict):
+            raise InvalidInput("publicKey must be an object {format, content}")
+        fmt = pk.get("format", "x509")
+        if fmt != "x509":
+            raise InvalidInput(f"publicKey.format {fmt!r} is not supported; this log indexes x509 (PEM) keys")
+        if "content" not in pk:
+            raise InvalidInput("publicKey.content is required (base64 of a PEM key or certificate)")
+        fingerprint = hashedrekord.public_key_fingerprint_of_pem(pk["content"])
+    if artifact is None and fingerprint is None:
+        raise InvalidInput("give hash and/or publicKey to search for")
+    operator = body.get("operator", "or")
+    if operator not in ("and", "or"):
+        raise InvalidInput("operator must be \"and\" or \"or\"")
+    found = await _log(request).search(artifact, fingerprint, operator)
+    return _json([u.hex() for u in found])
+
+
+async def log_info(request: web.Request) -> web.Response:
+    lg = _log(request)
+    head = lg.head
+    return _json(rekor.log_info(head.root, head.state.size, head.note, lg.tree_id))
+
+
+async def log_proof(request: web.Request) -> web.Response:
+    first = _int_param(request, "firstSize", 1)
+    last = _int_param(request, "lastSize")
+    root, hashes = await _log(request).consistency(first, last)
+    return _json(rekor.consistency_proof(root, hashes))
+
+
+async def public_key(request: web.Request) -> web.Response:
+    return web.Response(body=_log(request).public_key_pem(), content_type="application/x-pem-file")
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    """C2SP tlog-tiles: the latest signed checkpoint; clients may cache it for seconds only."""
+    return web.Response(body=_log(request).checkpoint_note(), content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=2"})
+
+
+async def tile(request: web.Request) -> web.StreamResponse:
+    ref = parse_tile_path(request.match_info["path"])
+    data = await _log(request).tile(ref)
+    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+    # Full tiles never change (tlog-tiles); a partial tile of a given width never changes
+    # either, but it goes away once the full tile exists, so it is cached briefly.
+    cache = "public, max-age=31536000, immutable" if not ref.is_partial else "public, max-age=60"
+    headers = {"Cache-Control": cache, "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, content_type="application/octet-stream", headers=headers)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_log(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready while the database answers and the sequencer can write (issue 7: /readyz)."""
+    lg = _log(request)
+    problem = await lg.health_problem()
+    if problem:
+        return _error(503, f"not ready: {problem}")
+    return _json({"status": "ready", "treeSize": lg.head.state.size})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.0 document of this API (tlog/server/openapi.py)."""
+    return _json(openapi_spec(_log(request).config.public_url))
+
+
+def make_app(lg: Log, limits: ApiLimits | None = None, *, max_body: int | None = None) -> web.Application:
+    limits = limits or ApiLimits()
+    if max_body is not None:
+        limits = dataclasses.replace(limits, max_body=max_body)
+    app = web.Application(middlewares=[observe_middleware, errors_middleware], client_max_size=limits.max_body)
+    app[LOG_KEY] = lg
+    app[LIMITS_KEY] = limits
+    app[BUCKETS_KEY] = TokenBuckets(limits.rate, limits.burst) if limits.rate > 0 else None
+    p = rekor.API_PREFIX
+    app.router.add_post(f"{p}/log/entries", create_entry)
+    app.router.add_get(f"{p}/log/entries", get_entry_by_index)
+    app.router.add_post(f"{p}/log/entries/retrieve", retrieve_entries)
+    app.router.add_get(f"{p}/log/entries/{{uuid}}", get_entry_by_uuid)
+    app.router.add_post(f"{p}/index/retrieve", search_index)
+    app.router.add_get(f"{p}/log", log_info)
+    app.router.add_get(f"{p}/log/proof", log_proof)
+    app.router.add_get(f"{p}/log/publicKey", public_key)
+    app.router.add_get("/checkpoint", checkpoint)
+    app.router.add_get("/tile/{path:.+}", tile)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get(OPENAPI_PATH, openapi_json)
+    return app

@@ -1,0 +1,349 @@
+"""The log service: one data directory, one key, one tree — the shell around the core.
+
+Opens (or creates) `DATA_DIR/log.key` and `DATA_DIR/log.db`, recovers the tree from
+stored tiles, runs the sequencer, and answers reads by plan → fetch → compute: list the
+level-0 tiles a proof needs, read them in one query, fold them with the tree engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tlog.core.entries import hashedrekord
+
+from tlog.core import rekor
+from tlog.core.checkpoint import Checkpoint, origin_from_url, sign_checkpoint, validate_origin
+from tlog.errors import InvalidInput, TlogError
+from tlog.files import write_private
+from tlog.core.keys import KeyType, LogKey
+from tlog.core.merkle import leaf_hash
+from tlog.server.metrics import LogMetrics
+from tlog.server.sequencer import Admitted, Published, Sequenced, Sequencer
+from tlog.server.storage.sqlite import Storage, StoredCheckpoint, search_key
+from tlog.core.tiles import TileRef, encode_entry_bundle, tile_width_at
+from tlog.core.timestamp import sign_set
+from tlog.server.witnessing import Witnessing, WitnessSpec
+from tlog.server.tree import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    ExpandedTile,
+    TileCache,
+    TileTree,
+    TreeState,
+    tiles_for_consistency,
+    tiles_for_inclusion,
+)
+
+log = logging.getLogger("tlog")
+
+KEY_FILE = "log.key"
+DB_FILE = "log.db"
+
+
+class StartupError(TlogError):
+    """The log cannot start with this data directory or configuration."""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    data_dir: Path
+    public_url: str = "http://127.0.0.1:3000"
+    key_type: KeyType = "ed25519"
+    batch_size: int = 256
+    batch_ms: float = 1.0
+    max_pending: int = 4096
+    witnesses: tuple[WitnessSpec, ...] = ()
+    read_only: bool = False  # a frozen log: serves reads and proofs, accepts no entries
+
+
+def _load_or_create_key(path: Path, key_type: KeyType) -> tuple[LogKey, bool]:
+    """The log key, created 0600 on first start; a key others can read is refused."""
+    if path.exists():
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise StartupError(
+                f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
+                f"the log key must be private: chmod 600 {path}")
+        try:
+            return LogKey.from_pem(path.read_bytes()), False
+        except InvalidInput as e:
+            raise StartupError(f"{path}: {e}") from e
+    key = LogKey.generate(key_type)
+    write_private(path, key.to_pem())
+    return key, True
+
+
+class Log:
+    """A running log. Use `await Log.open(config)`, then `await log.close()`."""
+
+    def __init__(self, config: LogConfig, key: LogKey, storage: Storage, origin: str,
+                 sequencer: Sequencer) -> None:
+        self.config = config
+        self.key = key
+        self.public_key = key.public_key
+        self.log_id = self.public_key.log_id()
+        self.log_id_hex = self.log_id.hex()
+        self.tree_id = rekor.tree_id_of(self.log_id)
+        self.storage = storage
+        self.origin = origin
+        self.sequencer = sequencer
+        self.created_key = False
+        self.tile_cache = TileCache()
+        self.witnessing: Witnessing | None = None
+        self._sets: OrderedDict[int, bytes] = OrderedDict()
+
+    @classmethod
+    async def open(cls, config: LogConfig) -> Log:
+        data = config.data_dir
+        if config.read_only and not ((data / DB_FILE).exists() and (data / KEY_FILE).exists()):
+            # A frozen log writes nothing, not even a new key.
+            raise StartupError(f"--read-only serves an existing log, and {data} holds none "
+                               f"(it needs {KEY_FILE} and {DB_FILE})")
+        data.mkdir(parents=True, exist_ok=True)
+        key, created = _load_or_create_key(data / KEY_FILE, config.key_type)
+        log_id_hex = key.public_key.log_id().hex()
+        storage = await Storage.open(data / DB_FILE, read_only=config.read_only)
+        try:
+            meta = await storage.get_meta()
+            if config.read_only and not meta:
+                raise StartupError(f"--read-only serves an existing log, and {data} holds none")
+            if not meta:
+                origin = origin_from_url(config.public_url)
+                validate_origin(origin)
+                await storage.init_meta({"log_id": log_id_hex, "origin": origin})
+                meta = await storage.get_meta()
+            if meta.get("log_id") != log_id_hex:
+                raise StartupError(
+                    f"{data / KEY_FILE} is not this log's key: the database belongs to logID "
+                    f"{meta.get('log_id')}, the key file's logID is {log_id_hex}")
+            origin = meta["origin"]
+            wanted = origin_from_url(config.public_url)
+            if wanted != origin:
+                log.warning("this log's name is %s (fixed when it was created); "
+                            "--public-url %s would name it %s", origin, config.public_url, wanted)
+            recovered = await storage.recover()
+            state = TreeState.restore(recovered.size, recovered.level8, recovered.tail_leaves)
+            root = state.root()
+            if recovered.checkpoint is None:
+                now = int(time.time())
+                note = sign_checkpoint(Checkpoint(origin, 0, root), key)
+                await storage.append_checkpoint(StoredCheckpoint(0, root, note, now))
+                recovered_cp = StoredCheckpoint(0, root, note, now)
+            else:
+                recovered_cp = recovered.checkpoint
+            if recovered_cp.root != root:
+                raise StartupError(
+                    f"stored tiles give root {root.hex()} at size {state.size}, but the latest "
+                    f"checkpoint says {recovered_cp.root.hex()}: run `tlog fsck`")
+            head = Published(state, root, recovered_cp.note, {})
+            metrics = LogMetrics()
+            metrics.tree_size.set(state.size)
+            metrics.checkpoint_time.set(recovered_cp.created)
+            metrics.pending.set_function(lambda: seq.pending)
+            seq = Sequencer(storage, key, origin, head, batch_size=config.batch_size,
+                            batch_ms=config.batch_ms, max_pending=config.max_pending, metrics=metrics)
+        except BaseException:
+            await storage.close()
+            raise
+        self = cls(config, key, storage, origin, seq)
+        self.metrics = metrics
+        if config.witnesses:
+            self.witnessing = Witnessing(
+                config.witnesses, lambda: (self.head.state.size, self.head.note), self._proof_hashes,
+                on_result=lambda name, outcome: metrics.witness_cosignatures.labels(name, outcome).inc())
+            seq.listeners.append(self.witnessing.head_changed)
+            self.witnessing.start()
+        self.created_key = created
+        seq.start()
+        return self
+
+    async def close(self) -> None:
+        if self.witnessing is not None:
+            await self.witnessing.close()
+        await self.sequencer.close()
+        await self.storage.close()
+
+    @property
+    def head(self) -> Published:
+        return self.sequencer.head
+
+    # -- writes ---------------------------------------------------------------------------
+    def admit(self, request: object) -> tuple[hashedrekord.HashedRekord, Admitted]:
+        """Check a proposed entry (shape, key, signature) and prepare it for sequencing."""
+        entry = hashedrekord.parse_request(request)
+        body = entry.canonical_body()
+        keys = (search_key("a", entry.artifact_key().encode()),
+                search_key("k", entry.public_key_fingerprint()))
+        return entry, Admitted(body, leaf_hash(body), keys)
+
+    async def submit(self, request: object) -> dict[str, Any]:
+        """Admit, sequence and answer with the LogEntry (raises Duplicate, Overloaded…)."""
+        if self.config.read_only:
+            raise InvalidInput("this log is frozen (read-only): it accepts no new entries; its "
+                               "entries, proofs and checkpoints stay available", 403)
+        _, admitted = self.admit(request)
+        done: Sequenced = await self.sequencer.submit(admitted)
+        self._remember_set(done.index, done.set_sig)
+        head = done.head
+        proof = rekor.InclusionProof(done.index, head.state.size, head.root, done.proof, head.note)
+        return rekor.log_entry(admitted.leaf_hash, admitted.body, done.integrated_time, self.log_id,
+                               done.index, done.set_sig, proof)
+
+    # -- reads ----------------------------------------------------------------------------
+    async def _tree(self, head: Published, tiles: set[int]) -> TileTree:
+        """Fetch the level-0 tiles a computation needs: from the expanded-tile cache, from
+        the last batch's tiles, else from storage in one query."""
+        fetched: dict[int, bytes | ExpandedTile] = {}
+        missing = set()
+        for t in tiles:
+            cached = self.tile_cache.get(t)
+            if cached is not None:
+                fetched[t] = cached
+            elif t in head.fresh_tiles:
+                fetched[t] = self.tile_cache.put(t, head.fresh_tiles[t])
+            else:
+                missing.add(t)
+        if missing:
+            for t, data in (await self.storage.read_leaf_tiles(missing)).items():
+                fetched[t] = self.tile_cache.put(t, data)
+        return TileTree(head.state, fetched, head.memo)
+
+    def _set(self, index: int, integrated_time: int, body: bytes) -> bytes:
+        """The entry's SET: signed once, then served from a small cache (an entry's SET
+        payload never changes; re-signing it per read only burns CPU)."""
+        hit = self._sets.get(index)
+        if hit is None:
+            hit = sign_set(self.key, body, integrated_time, self.log_id_hex, index)
+            self._remember_set(index, hit)
+        return hit
+
+    def _remember_set(self, index: int, set_sig: bytes) -> None:
+        self._sets[index] = set_sig
+        if len(self._sets) > 65536:
+            self._sets.popitem(last=False)
+
+    async def _log_entry(self, index: int, integrated_time: int, body: bytes,
+                         head: Published) -> dict[str, Any]:
+        size = head.state.size
+        tree = await self._tree(head, tiles_for_inclusion(head.state, index, size))
+        proof = rekor.InclusionProof(index, size, head.root, tree.inclusion_proof(index, size),
+                                     head.note)
+        set_sig = self._set(index, integrated_time, body)
+        return rekor.log_entry(leaf_hash(body), body, integrated_time, self.log_id, index,
+                               set_sig, proof)
+
+    async def entries_by_index(self, indexes: Sequence[int]) -> list[dict[str, Any]]:
+        """LogEntries with fresh inclusion proofs against the current checkpoint."""
+        head = self.head
+        size = head.state.size
+        for i in indexes:
+            if not 0 <= i < size:
+                raise InvalidInput(f"log index {i} is not in the log (tree size {size})", 404)
+        rows = await self.storage.read_entries(list(indexes))
+        return [await self._log_entry(i, rows[i][0], rows[i][1], head) for i in indexes]
+
+    async def entries_by_uuid(self, uuids: Sequence[bytes]) -> list[dict[str, Any]]:
+        found = await self.storage.find_leaves(list(uuids))
+        size = self.head.state.size
+        return await self.entries_by_index([found[u] for u in uuids if u in found and found[u] < size])
+
+    async def consistency(self, first: int, last: int) -> tuple[bytes, list[bytes]]:
+        """Root at `last` and the RFC 9162 proof from `first` — O(log n) lookups."""
+        head = self.head
+        size = head.state.size
+        if not 1 <= first <= last <= size:
+            raise InvalidInput(
+                f"no consistency proof from size {first} to size {last}: need "
+                f"1 ≤ firstSize ≤ lastSize ≤ {size} (the current tree size)", 400)
+        tree = await self._tree(head, tiles_for_consistency(head.state, first, last))
+        hashes = tree.consistency_proof(first, last) if first < last else []
+        return tree.root_at(last), hashes
+
+    async def _proof_hashes(self, first: int, last: int) -> list[bytes]:
+        return (await self.consistency(first, last))[1]
+
+    def checkpoint_note(self) -> bytes:
+        """The checkpoint for C2SP readers: with witness cosignatures when there are some."""
+        head = self.head
+        if self.witnessing is None:
+            return head.note
+        return self.witnessing.published(head.state.size, head.note)
+
+    async def search(self, artifact_key: str | None, fingerprint: bytes | None,
+                     operator: str = "or") -> list[bytes]:
+        """UUIDs of entries for an artifact digest and/or a public key."""
+        sets: list[set[int]] = []
+        if artifact_key is not None:
+            sets.append(set(await self._confirmed(
+                search_key("a", artifact_key.encode()),
+                lambda e: e.artifact_key() == artifact_key)))
+        if fingerprint is not None:
+            sets.append(set(await self._confirmed(
+                search_key("k", fingerprint), lambda e: e.public_key_fingerprint() == fingerprint)))
+        if not sets:
+            return []
+        hits = set.intersection(*sets) if operator == "and" else set.union(*sets)
+        size = self.head.state.size
+        rows = await self.storage.read_entries(sorted(i for i in hits if i < size))
+        return [leaf_hash(rows[i][1]) for i in sorted(rows)]
+
+    async def _confirmed(self, key: int, match: Any) -> list[int]:
+        """Search-index candidates whose stored body really matches (8-byte keys collide)."""
+        candidates = await self.storage.search([key])
+        rows = await self.storage.read_entries(candidates)
+        out = []
+        for i, (_, body) in rows.items():
+            try:
+                if match(hashedrekord.parse_body(body)):
+                    out.append(i)
+            except InvalidInput:
+                continue
+        return out
+
+    async def tile(self, ref: TileRef) -> bytes:
+        """A C2SP tile or entry bundle at the current tree size (404 if it does not exist
+        yet). Hash tiles are stored (level 0) or held in memory (levels ≥ 1), never
+        recomputed from the leaves."""
+        head = self.head
+        size = head.state.size
+        level = 0 if ref.level is None else ref.level
+        if tile_width_at(level, ref.index, size) < ref.width:
+            what = "entry bundle" if ref.level is None else "tile"
+            raise InvalidInput(f"{what} {ref.path()} does not exist at tree size {size}", 404)
+        start = ref.index * TILE_WIDTH
+        if ref.level is None:
+            return encode_entry_bundle(await self.storage.read_entry_range(start, start + ref.width))
+        if ref.level == 0:
+            if ref.index == size >> TILE_HEIGHT:  # the partial tail tile is in memory
+                return b"".join(head.state.tail[0][:ref.width])
+            return (await self.storage.read_tile(0, ref.index))[:ref.width * 32]
+        return b"".join(head.state.upper[TILE_HEIGHT * ref.level - TILE_HEIGHT][start:start + ref.width])
+
+    async def health_problem(self) -> str | None:
+        """Why the log cannot serve writes now, or None: halted by the signing guard, the
+        last batch failed to store, or the database does not answer."""
+        if self.sequencer.halted:
+            return f"writes are stopped: {self.sequencer.halted}"
+        if self.sequencer.last_error:
+            return f"the last batch could not be stored: {self.sequencer.last_error}"
+        try:
+            await asyncio.wait_for(self.storage.ping(), timeout=2)
+        except (TlogError, TimeoutError) as e:
+            return f"the database does not answer: {e}"
+        return None
+
+    def public_key_pem(self) -> bytes:
+        return self.public_key.pem()
+
+    def describe(self) -> str:
+        return (f"log {self.origin} at {self.config.public_url}: logID {self.log_id_hex}, "
+                f"tree size {self.head.state.size}")
+

@@ -1,0 +1,450 @@
+"""The OpenAPI 3.0 description of the HTTP API (DESIGN §3), served at GET /api/v1/openapi.json.
+
+Modelled on Rekor's openapi.yaml (same paths, shapes and status codes), narrowed to what
+this log accepts (hashedrekord v0.0.1 only) and widened to what it also serves (C2SP
+tiles, health, this document). One source: the server serves this dict; the tests check
+it against the router and fuzz a live server with it (tests/test_openapi.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import metadata
+from typing import Any
+
+from tlog.core.entries import hashedrekord
+from tlog.core.rekor import API_PREFIX
+from tlog.core.tiles import MAX_LEVEL
+from tlog.server.tree import TILE_WIDTH
+
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
+MAX_SEARCH_ITEMS = 10  # Rekor's SearchLogQuery; tests pin it equal to tlog.server.api.MAX_RETRIEVE
+
+_JSON = "application/json"
+_HEX64 = "^[0-9a-f]{64}$"  # what the log writes: lower-case hex
+_UUID = "^([0-9a-fA-F]{16})?[0-9a-fA-F]{64}$"  # what it reads: also Rekor's 80-hex form
+_DIGEST = "^([0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})$"
+_HASH_QUERY = ("^((sha256:)?[0-9a-fA-F]{64}|(sha384:)?[0-9a-fA-F]{96}"
+               "|(sha512:)?[0-9a-fA-F]{128})$")
+# A tile index is split in 3-digit groups, all but the last prefixed "x" (C2SP tlog-tiles):
+# 1234067 is "x001/x234/067". Clients percent-encode the "/" in it; the server decodes.
+_TILE_INDEX = "^(x[0-9]{3}/)*[0-9]{3}$"
+_TILE_WIDTH = "^([1-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _hex(description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": _HEX64, "description": description}
+
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "required": True, "schema": schema or {"type": "string"}}
+
+
+_RETRY_AFTER = _header("Seconds to wait before retrying", {"type": "string", "pattern": "^[0-9]+$"})
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A response carrying Rekor's Error model, `{"code": <status>, "message"}`."""
+    out: dict[str, Any] = {"description": description,
+                           "content": {_JSON: {"schema": _ref("Error")}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _ok(description: str, schema: dict[str, Any], media: str = _JSON,
+        headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {media: {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _json_body(schema_name: str, description: str) -> dict[str, Any]:
+    return {"required": True, "description": description,
+            "content": {_JSON: {"schema": _ref(schema_name)}}}
+
+
+# Errors shared by every route that reads a JSON request body (api._read_json).
+_BODY_ERRORS = {
+    "400": _error("The body is not JSON, or not the expected shape"),
+    "408": _error("The body did not arrive within the server's request timeout"),
+    "413": _error("The body is larger than the server's limit (64 KiB by default)"),
+    "415": _error("Content-Type is set and is not application/json"),
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "Rekor's Error model; `code` is the HTTP status",
+        "required": ["code", "message"],
+        "additionalProperties": False,
+        "properties": {
+            "code": {"type": "integer", "minimum": 400, "maximum": 599},
+            "message": {"type": "string"},
+        },
+    },
+    "ProposedEntry": {
+        "type": "object",
+        "description": (
+            "A hashedrekord v0.0.1 entry (Rekor's hashedrekord_v0_0_1_schema.json): a signature "
+            "over an artifact digest and the key (PEM, or an X.509 certificate) that verifies it. "
+            "The log checks the signature before accepting; unknown fields are dropped."),
+        "required": ["kind", "apiVersion", "spec"],
+        "properties": {
+            "kind": {"type": "string", "enum": [hashedrekord.KIND]},
+            "apiVersion": {"type": "string", "enum": [hashedrekord.API_VERSION]},
+            "spec": {
+                "type": "object",
+                "required": ["data", "signature"],
+                "properties": {
+                    "data": {
+                        "type": "object",
+                        "required": ["hash"],
+                        "properties": {"hash": {
+                            "type": "object",
+                            "required": ["algorithm", "value"],
+                            "properties": {
+                                "algorithm": {"type": "string",
+                                              "enum": sorted(hashedrekord.DIGEST_SIZES)},
+                                "value": {"type": "string", "pattern": _DIGEST,
+                                          "description": "Hex digest; its length must fit the algorithm"},
+                            },
+                        }},
+                    },
+                    "signature": {
+                        "type": "object",
+                        "required": ["content", "publicKey"],
+                        "properties": {
+                            "content": {"type": "string", "format": "byte", "minLength": 4,
+                                        "description": "Standard padded base64 of the signature"},
+                            "publicKey": {
+                                "type": "object",
+                                "required": ["content"],
+                                "properties": {"content": {
+                                    "type": "string", "format": "byte", "minLength": 4,
+                                    "description": "Base64 of a PEM public key or certificate"}},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "InclusionProof": {
+        "type": "object",
+        "required": ["logIndex", "rootHash", "treeSize", "hashes", "checkpoint"],
+        "properties": {
+            "logIndex": {"type": "integer", "minimum": 0},
+            "rootHash": _hex("Root of the tree the proof is for"),
+            "treeSize": {"type": "integer", "minimum": 1},
+            "hashes": {"type": "array", "items": _hex("Sibling hash"),
+                       "description": "RFC 9162 §2.1.3 audit path, leaf to root"},
+            "checkpoint": {"type": "string", "description": "Signed checkpoint (C2SP signed note) of that tree"},
+        },
+    },
+    "LogEntry": {
+        "type": "object",
+        "description": "One entry, keyed by its UUID (hex of its RFC 6962 leaf hash)",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": {
+            "type": "object",
+            "required": ["body", "integratedTime", "logID", "logIndex", "verification"],
+            "properties": {
+                "body": {"type": "string", "format": "byte",
+                         "description": "Base64 of the canonical body (RFC 8785 JSON)"},
+                "integratedTime": {"type": "integer", "minimum": 0},
+                "logID": _hex("SHA-256 of the log key's DER SubjectPublicKeyInfo"),
+                "logIndex": {"type": "integer", "minimum": 0},
+                "verification": {
+                    "type": "object",
+                    "required": ["inclusionProof", "signedEntryTimestamp"],
+                    "properties": {
+                        "inclusionProof": _ref("InclusionProof"),
+                        "signedEntryTimestamp": {"type": "string", "format": "byte"},
+                    },
+                },
+            },
+        },
+    },
+    "SearchLogQuery": {
+        "type": "object",
+        "description": "Entries by UUID and/or by index; indexes beyond the tree are skipped",
+        "properties": {
+            "entryUUIDs": {"type": "array", "nullable": True, "maxItems": MAX_SEARCH_ITEMS,
+                           "items": {"type": "string", "pattern": _UUID}},
+            "logIndexes": {"type": "array", "nullable": True, "maxItems": MAX_SEARCH_ITEMS,
+                           "items": {"type": "integer", "minimum": 0}},
+        },
+    },
+    "SearchIndex": {
+        "type": "object",
+        "description": "Entries for an artifact digest and/or a public key",
+        "properties": {
+            "hash": {"type": "string", "nullable": True, "pattern": _HASH_QUERY,
+                     "description": "\"<algorithm>:<hex>\"; without a prefix, the length picks the algorithm"},
+            "publicKey": {
+                "type": "object",
+                "nullable": True,
+                "required": ["content"],
+                "properties": {
+                    "format": {"type": "string", "enum": ["x509"]},
+                    "content": {"type": "string",
+                                "description": "A PEM public key or certificate, or base64 of one"},
+                },
+            },
+            "operator": {"type": "string", "enum": ["and", "or"], "default": "or"},
+        },
+        # At least one of hash and publicKey, not null.
+        "anyOf": [
+            {"required": ["hash"], "properties": {"hash": {"type": "string"}}},
+            {"required": ["publicKey"], "properties": {"publicKey": {"type": "object"}}},
+        ],
+    },
+    "LogInfo": {
+        "type": "object",
+        "required": ["rootHash", "treeSize", "signedTreeHead", "treeID"],
+        "properties": {
+            "rootHash": _hex("Root hash of the current tree"),
+            "treeSize": {"type": "integer", "minimum": 0},
+            "signedTreeHead": {"type": "string", "description": "The latest signed checkpoint"},
+            "treeID": {"type": "string", "pattern": "^[0-9]+$"},
+            "inactiveShards": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "ConsistencyProof": {
+        "type": "object",
+        "required": ["rootHash", "hashes"],
+        "properties": {
+            "rootHash": _hex("Root hash of the tree at lastSize"),
+            "hashes": {"type": "array", "items": _hex("Proof hash"),
+                       "description": "RFC 9162 §2.1.4 consistency proof"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}, "treeSize": {"type": "integer", "minimum": 0}},
+    },
+}
+
+
+def _tile_params(*, level: bool, partial: bool) -> list[dict[str, Any]]:
+    params = []
+    if level:
+        params.append({"name": "L", "in": "path", "required": True,
+                       "description": "Tile level: hashes of Merkle level 8·L",
+                       "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LEVEL}, "example": 0})
+    params.append({"name": "N", "in": "path", "required": True,
+                   "description": "Tile index in 3-digit groups, all but the last prefixed x",
+                   "schema": {"type": "string", "pattern": _TILE_INDEX}, "example": "000"})
+    if partial:
+        params.append({"name": "W", "in": "path", "required": True,
+                       "description": f"Width of a partial tile, 1 to {TILE_WIDTH - 1}",
+                       "schema": {"type": "string", "pattern": _TILE_WIDTH}, "example": "1"})
+    params.append({"name": "If-None-Match", "in": "header", "required": False,
+                   "schema": {"type": "string"}})
+    return params
+
+
+def _tile(summary: str, media_description: str, *, level: bool, partial: bool) -> dict[str, Any]:
+    cache = _header("Full tiles are immutable; partial tiles are cached briefly")
+    etag = _header("Quoted hash of the tile's bytes")
+    return {"get": {
+        "summary": summary,
+        "operationId": ("getTile" if level else "getEntryBundle") + ("Partial" if partial else ""),
+        "tags": ["tiles"],
+        "parameters": _tile_params(level=level, partial=partial),
+        "responses": {
+            "200": _ok(media_description, {"type": "string", "format": "binary"},
+                       "application/octet-stream", {"Cache-Control": cache, "ETag": etag}),
+            "304": {"description": "Not modified (If-None-Match matched the ETag)",
+                    "headers": {"ETag": etag}},
+            "404": _error("No such tile at the current tree size, or not a tile path"),
+        },
+    }}
+
+
+def _paths() -> dict[str, Any]:
+    p = API_PREFIX
+    entry_headers = {
+        "Location": _header("Path of the entry", {"type": "string", "pattern": f"^{p}/log/entries/[0-9a-f]{{64}}$"}),
+        "ETag": _header("UUID of the entry", {"type": "string", "pattern": _HEX64}),
+    }
+    return {
+        f"{p}/log/entries": {
+            "post": {
+                "summary": "Submit a hashedrekord entry; answered once it is durable",
+                "operationId": "createLogEntry",
+                "tags": ["entries"],
+                "requestBody": _json_body("ProposedEntry", "The proposed entry"),
+                "responses": {
+                    "201": _ok("The new entry, with its SET, inclusion proof and checkpoint",
+                               _ref("LogEntry"), headers=entry_headers),
+                    **_BODY_ERRORS,
+                    "400": _error("Malformed entry, unsupported key, or a signature that does not verify"),
+                    "403": _error("This log is frozen (tlog serve --read-only): it takes no new entries"),
+                    "409": _error("The log already holds this entry", {"Location": entry_headers["Location"]}),
+                    "413": _error("The body, or the entry's canonical body, is too large"),
+                    "429": _error("This client is submitting too fast", {"Retry-After": _RETRY_AFTER}),
+                    "503": _error("Submission queue full, storage unavailable or shutting down",
+                                  {"Retry-After": _RETRY_AFTER}),
+                },
+            },
+            "get": {
+                "summary": "One entry by log index, with a fresh inclusion proof",
+                "operationId": "getLogEntryByIndex",
+                "tags": ["entries"],
+                "parameters": [{"name": "logIndex", "in": "query", "required": True,
+                                "schema": {"type": "integer", "minimum": 0}, "example": 0}],
+                "responses": {
+                    "200": _ok("The entry", _ref("LogEntry")),
+                    "400": _error("logIndex missing or not a non-negative integer"),
+                    "404": _error("No entry at this index"),
+                },
+            },
+        },
+        f"{p}/log/entries/{{entryUUID}}": {"get": {
+            "summary": "One entry by UUID, with a fresh inclusion proof",
+            "operationId": "getLogEntryByUUID",
+            "tags": ["entries"],
+            "parameters": [{"name": "entryUUID", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": _UUID},
+                            "example": "0" * 64}],
+            "responses": {
+                "200": _ok("The entry", _ref("LogEntry")),
+                "400": _error("Not an entry UUID (64 hex digits, or Rekor's 80)"),
+                "404": _error("No entry with this UUID"),
+            },
+        }},
+        f"{p}/log/entries/retrieve": {"post": {
+            "summary": f"Entries by UUID and/or index (at most {MAX_SEARCH_ITEMS} of each)",
+            "operationId": "searchLogQuery",
+            "tags": ["entries"],
+            "requestBody": _json_body("SearchLogQuery", "UUIDs and indexes to fetch"),
+            "responses": {
+                "200": _ok("The entries found, UUIDs first", {"type": "array", "items": _ref("LogEntry")}),
+                **_BODY_ERRORS,
+                "422": _error(f"More than {MAX_SEARCH_ITEMS} UUIDs or indexes"),
+            },
+        }},
+        f"{p}/index/retrieve": {"post": {
+            "summary": "UUIDs of the entries for an artifact digest and/or a public key",
+            "operationId": "searchIndex",
+            "tags": ["index"],
+            "requestBody": _json_body("SearchIndex", "What to search for"),
+            "responses": {
+                "200": _ok("UUIDs, in log order", {"type": "array", "items": _hex("Entry UUID")}),
+                **_BODY_ERRORS,
+            },
+        }},
+        f"{p}/log": {"get": {
+            "summary": "The current tree head",
+            "operationId": "getLogInfo",
+            "tags": ["tlog"],
+            "responses": {"200": _ok("Root hash, size and signed checkpoint", _ref("LogInfo"))},
+        }},
+        f"{p}/log/proof": {"get": {
+            "summary": "RFC 9162 consistency proof between two tree sizes",
+            "operationId": "getLogProof",
+            "tags": ["tlog"],
+            "parameters": [
+                {"name": "firstSize", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                {"name": "lastSize", "in": "query", "required": True,
+                 "schema": {"type": "integer", "minimum": 1}, "example": 1},
+            ],
+            "responses": {
+                "200": _ok("The proof and the root at lastSize", _ref("ConsistencyProof")),
+                "400": _error("Sizes missing, malformed, or not 1 ≤ firstSize ≤ lastSize ≤ tree size"),
+            },
+        }},
+        f"{p}/log/publicKey": {"get": {
+            "summary": "The log's public key",
+            "operationId": "getPublicKey",
+            "tags": ["pubkey"],
+            "responses": {"200": _ok("PEM SubjectPublicKeyInfo", {"type": "string"},
+                                     "application/x-pem-file")},
+        }},
+        OPENAPI_PATH: {"get": {
+            "summary": "This document",
+            "operationId": "getOpenAPI",
+            "tags": ["server"],
+            "responses": {"200": _ok("OpenAPI 3.0 document", {"type": "object"})},
+        }},
+        "/checkpoint": {"get": {
+            "summary": "The latest signed checkpoint (C2SP tlog-checkpoint, signed note)",
+            "operationId": "getCheckpoint",
+            "tags": ["tiles"],
+            "responses": {"200": _ok("origin, size, base64 root, blank line, signature lines",
+                                     {"type": "string"}, "text/plain",
+                                     {"Cache-Control": _header("Cached for seconds only")})},
+        }},
+        "/tile/{L}/{N}": _tile("A full hash tile (C2SP tlog-tiles)", "256 hashes of 32 bytes",
+                               level=True, partial=False),
+        "/tile/{L}/{N}.p/{W}": _tile("A partial hash tile", "W hashes of 32 bytes",
+                                     level=True, partial=True),
+        "/tile/entries/{N}": _tile("A full entry bundle", "256 uint16-length-prefixed bodies",
+                                   level=False, partial=False),
+        "/tile/entries/{N}.p/{W}": _tile("A partial entry bundle", "W uint16-length-prefixed bodies",
+                                         level=False, partial=True),
+        "/healthz": {"get": {
+            "summary": "Liveness",
+            "operationId": "getHealth",
+            "tags": ["server"],
+            "responses": {"200": _ok("The process is serving", _ref("Health"))},
+        }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics",
+            "operationId": "getMetrics",
+            "tags": ["server"],
+            "responses": {"200": _ok("Prometheus text exposition format", {"type": "string"},
+                                     "text/plain")},
+        }},
+        "/readyz": {"get": {
+            "summary": "Readiness",
+            "operationId": "getReady",
+            "tags": ["server"],
+            "responses": {
+                "200": _ok("Ready to serve reads and take submissions", _ref("Health")),
+                "503": _error("Not ready (storage unavailable or the sequencer stuck)"),
+            },
+        }},
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tlog")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def openapi_spec(public_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the log's HTTP API; `servers` is `public_url` if given."""
+    paths = _paths()
+    for item in paths.values():
+        for operation in item.values():
+            operation["responses"] = dict(sorted(operation["responses"].items()))
+    spec: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "tlog",
+            "version": _version(),
+            "description": (
+                "A transparency log for software signatures, compatible with Sigstore Rekor's v1 "
+                "API (hashedrekord entries), with C2SP checkpoints and tiles. Errors are always "
+                "JSON {code, message} with code equal to the HTTP status; a method a path does "
+                "not have gets 405 with Allow."),
+        },
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS},
+    }
+    if public_url:
+        spec["servers"] = [{"url": public_url.rstrip("/")}]
+    return copy.deepcopy(spec)  # the caller's to change: it shares nothing with the next one

@@ -1,0 +1,266 @@
+"""The sequencer: group commit of admitted entries (DESIGN §4).
+
+Submissions queue up; one task takes up to `batch_size` of them (lingering at most
+`batch_ms` for more), dedupes them, appends them to the tree, signs one checkpoint and
+writes entries + tiles + checkpoint in one fsync'd transaction. Only then are the waiting
+requests answered, each with its index and the snapshot its proof is built against.
+A bounded queue gives back-pressure (tessera's ErrPushback) instead of unbounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from tlog.errors import TlogError
+from tlog.server.guard import CheckpointGuard, ForkRefused
+from tlog.server.metrics import LogMetrics
+from tlog.core.keys import LogKey
+from tlog.server.storage.sqlite import NewEntry, Storage, StorageError, StoredCheckpoint
+from tlog.core.timestamp import sign_set
+from tlog.server.tree import TILE_HEIGHT, TILE_WIDTH, ExpandedTile, TileTree, TreeState
+
+log = logging.getLogger("tlog.sequencer")
+
+
+class Overloaded(TlogError):
+    """Too many submissions are waiting: the client should retry later (HTTP 503)."""
+
+
+class Unavailable(TlogError):
+    """The log cannot accept entries now: shutting down or storage failing (HTTP 503)."""
+
+
+class Duplicate(TlogError):
+    """An entry with the same canonical body is already in the log (HTTP 409)."""
+
+    def __init__(self, index: int, uuid: bytes) -> None:
+        super().__init__(
+            f"an equivalent entry already exists in the log with UUID {uuid.hex()} at index {index}")
+        self.index = index
+        self.uuid = uuid
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A checked submission: its canonical body and what indexes it."""
+
+    body: bytes
+    leaf_hash: bytes
+    search_keys: tuple[int, ...]
+    answer: bool = True  # False: the submitter needs no SET or proof (bulk fill)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A durable tree head: the snapshot, its signed checkpoint and when it was made."""
+
+    state: TreeState
+    root: bytes
+    note: bytes
+    # Level-0 tiles the last batch touched, as they are at this size: proofs for the
+    # batch's own entries need no storage read.
+    fresh_tiles: dict[int, bytes | ExpandedTile]
+    # Roots of the tree's right-edge ranges at this size, shared by every proof against it.
+    memo: dict[tuple[int, int], bytes] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Sequenced:
+    """The answer to one submission."""
+
+    index: int
+    integrated_time: int
+    head: Published
+    set_sig: bytes  # the signed entry timestamp
+    proof: list[bytes]  # inclusion proof against head
+
+
+@dataclass
+class _Pending:
+    entry: Admitted
+    future: asyncio.Future[Sequenced]
+
+
+class Sequencer:
+    def __init__(self, storage: Storage, key: LogKey, origin: str, head: Published, *,
+                 batch_size: int = 256, batch_ms: float = 1.0, max_pending: int = 4096,
+                 clock: Callable[[], float] = time.time, metrics: LogMetrics | None = None) -> None:
+        self.storage = storage
+        self.key = key
+        self.origin = origin
+        self.head = head
+        self.guard = CheckpointGuard(key, origin, head.state.size, head.root)
+        self.batch_size = batch_size
+        self.batch_ms = batch_ms
+        self.max_pending = max_pending
+        self._clock = clock
+        self.metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlog-set")
+        self._log_id_hex = key.public_key.log_id().hex()
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        # Set when the signing guard refused a head: memory no longer matches what was
+        # signed, so no further write is safe until a restart reloads it from storage.
+        self.halted: str | None = None
+        self.listeners: list[Callable[[], None]] = []  # told after every committed batch
+        self.last_error: str | None = None  # why the last batch failed; None once one succeeds
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tlog-sequencer")
+
+    async def close(self) -> None:
+        """Stop taking submissions, finish every queued one (SIGTERM drains), then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=False)
+
+    async def submit(self, entry: Admitted) -> Sequenced:
+        if self._closing:
+            raise Unavailable("the log is shutting down")
+        if self.halted:
+            raise Unavailable(f"writes are stopped: {self.halted}; the operator must restart the log")
+        if len(self._queue) >= self.max_pending:
+            raise Overloaded(f"{len(self._queue)} submissions are already waiting")
+        fut: asyncio.Future[Sequenced] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(entry, fut))
+        self._wakeup.set()
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._queue) < self.batch_size and self.batch_ms > 0 and not self._closing:
+                # Linger briefly so concurrent submitters share one fsync.
+                await asyncio.sleep(self.batch_ms / 1000)
+            batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            try:
+                await self._commit(batch)
+                self.last_error = None
+            except Exception as e:  # answer every waiter; the loop itself must survive
+                log.error("batch of %d not stored: %s", len(batch), e)
+                self.last_error = str(e)
+                if self.metrics is not None:
+                    self.metrics.batch_failures.inc()
+                err = e if isinstance(e, TlogError) else Unavailable(f"internal error: {e}")
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(err)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        # Dedupe against the log and within the batch (same canonical body = same leaf).
+        existing = await self.storage.find_leaves([p.entry.leaf_hash for p in batch], writer=True)
+        old = self.head.state
+        accepted: list[_Pending] = []
+        first_in_batch: dict[bytes, int] = {}
+        later_dupes: list[tuple[_Pending, int]] = []
+        for p in batch:
+            h = p.entry.leaf_hash
+            if h in existing:
+                p.future.set_exception(Duplicate(existing[h], h))
+            elif h in first_in_batch:
+                later_dupes.append((p, first_in_batch[h]))
+            else:
+                first_in_batch[h] = old.size + len(accepted)
+                accepted.append(p)
+        if accepted:
+            now = int(self._clock())
+            leaves = [p.entry.leaf_hash for p in accepted]
+            new_state, writes = old.extended(leaves)
+            root = new_state.root()
+            fresh = _fresh_tiles(old, leaves)
+            memo: dict[tuple[int, int], bytes] = {}  # right-edge roots of new_state, shared
+            proof = TileTree(new_state, fresh, memo).consistency_proof(old.size, new_state.size) if old.size else []
+            try:
+                note = self.guard.sign(new_state.size, root, proof)
+            except ForkRefused as e:
+                new_state.truncate_to(old)
+                self.halted = str(e)
+                log.critical("signing guard refused a checkpoint; writes stopped: %s", e)
+                raise Unavailable(f"writes are stopped: {e}") from e
+            entries = [NewEntry(old.size + i, p.entry.body, p.entry.leaf_hash, p.entry.search_keys)
+                       for i, p in enumerate(accepted)]
+            t0 = time.perf_counter()
+            write = asyncio.ensure_future(self.storage.append_batch(
+                entries, now, writes, StoredCheckpoint(new_state.size, root, note, now)))
+            # While the batch is written and fsync'd (in SQLite's thread), prepare each
+            # entry's answer: SETs are signed on a thread (signing releases the GIL) and
+            # inclusion proofs computed here. Nothing is released before the write is done.
+            answers_error: Exception | None = None
+            try:
+                wanted = [(e, p.entry.answer) for e, p in zip(entries, accepted)]
+                sets = asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._sign_sets, [e.body if a else None for e, a in wanted], now, old.size)
+                tree = TileTree(new_state, fresh, memo)
+                proofs = [tree.inclusion_proof(e.index, new_state.size) if a else [] for e, a in wanted]
+                set_sigs = await sets
+            except Exception as e:  # a bug; the write's outcome still decides what is stored
+                answers_error = e
+            try:
+                await write
+            except BaseException as e:
+                new_state.truncate_to(old)
+                self.guard.rollback(old.size, self.head.root)
+                if isinstance(e, StorageError):
+                    raise Unavailable(f"the log cannot store entries right now: {e}") from e
+                raise
+            self._publish(new_state, root, note, fresh, len(entries), t0, memo)
+            if answers_error is not None:
+                raise answers_error
+            for i, p in enumerate(accepted):
+                if not p.future.done():
+                    p.future.set_result(Sequenced(old.size + i, now, self.head, set_sigs[i], proofs[i]))
+        for p, index in later_dupes:
+            if not p.future.done():
+                p.future.set_exception(Duplicate(index, p.entry.leaf_hash))
+
+    def _publish(self, state: TreeState, root: bytes, note: bytes, fresh: dict[int, bytes | ExpandedTile],
+                 entries: int, t0: float, memo: dict[tuple[int, int], bytes]) -> None:
+        """The batch is durable: make it the head that reads and proofs are served from."""
+        self.head = Published(state, root, note, fresh, memo)
+        self.batches += 1
+        if self.metrics is not None:
+            self.metrics.batch_committed(entries, time.perf_counter() - t0, state.size)
+        for listener in self.listeners:
+            listener()
+
+    def _sign_sets(self, bodies: list[bytes | None], integrated_time: int, first: int) -> list[bytes]:
+        return [b"" if b is None else sign_set(self.key, b, integrated_time, self._log_id_hex, first + i)
+                for i, b in enumerate(bodies)]
+
+
+def _fresh_tiles(old: TreeState, leaves: list[bytes]) -> dict[int, bytes | ExpandedTile]:
+    """The level-0 tiles a batch touched, from the old tail and the new leaves. Tiles the
+    batch completed are expanded here, once: for the guard's proof, the batch's answers
+    and the readers that come after (the log's tile cache takes them as they are)."""
+    start = (old.size >> TILE_HEIGHT) << TILE_HEIGHT
+    run = b"".join(old.tail[0]) + b"".join(leaves)
+    out: dict[int, bytes | ExpandedTile] = {}
+    full = TILE_WIDTH * 32
+    for off in range(0, len(run), full):
+        data = run[off:off + full]
+        out[(start >> TILE_HEIGHT) + off // full] = ExpandedTile(data) if len(data) == full else data
+    return out
