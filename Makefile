@@ -7,7 +7,7 @@ DATA   ?= tlog-data
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: serve test bench crash-test fuzz clean
+.PHONY: serve test lint bench crash-test fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/tlog serve --data-dir $(DATA) --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
+
+# Types (mypy --strict, settings in pyproject.toml) and lint (ruff): part of `make test`.
+lint: $(STAMP)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check
 
 # Benchmarks: N submissions and reads with C clients against a fresh log (or DATA=dir).
 bench: $(STAMP)

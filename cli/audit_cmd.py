@@ -14,15 +14,15 @@ from typing import Any
 
 import click
 
-from cli.main import main
 from cli.common import json_option, log_url_option, selected_log, trust_option
+from cli.main import main
 from cli.monitor_cmd import EXIT_FORK, ProgressBar, state_option
 
 EXIT_FAILED = EXIT_FORK
 
 
 def render(rep: Any) -> str:
-    from tlog.audit.monitor import b64
+    from tlog.audit.tilesync import b64
 
     lines = [f"audit of {rep.origin} ({rep.log_url}) at tree size {rep.size}"]
     resumed = f" (resumed at {rep.resumed_from})" if rep.resumed_from else ""
@@ -51,7 +51,7 @@ def audit(log_url: str | None, trust_file: Path | None, state_file: Path | None,
     new. Exit status: 0 passed, 1 error, 3 failures found.
     """
     from tlog.audit.rebuild import audit_round
-    from tlog.audit.monitor import default_state_path
+    from tlog.audit.tilesync import default_state_path
 
     log = selected_log(trust_file, log_url)
     state_path = state_file or default_state_path("audit", log.name)

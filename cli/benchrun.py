@@ -28,7 +28,7 @@ from tlog.core.tiles import TileRef
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int | None) -> float | None:
@@ -73,9 +73,8 @@ async def _runs(url: str, bodies: list[bytes], n: int, c: int, say: Callable[[st
             rss.append(mb)
         say(f"{name}: {result.per_second:.0f}/s")
 
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{url}/api/v1/log") as r:
-            size = (await r.json())["treeSize"]
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/api/v1/log") as r:
+        size = (await r.json())["treeSize"]
     if bodies:
         say(f"submitting {len(bodies)} entries with {c} clients…")
         reqs: list[Request] = [("POST", f"{url}/api/v1/log/entries", b) for b in bodies]
@@ -120,7 +119,8 @@ async def _calibrate(n: int, c: int, bodies: list[bytes]) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     try:
         await _wait_ready(url)
-        post = await drive([("POST", f"{url}/api/v1/log/entries", b) for b in bodies[:n]], c, 201) if bodies else None
+        posts: list[Request] = [("POST", f"{url}/api/v1/log/entries", b) for b in bodies[:n]]
+        post = await drive(posts, c, 201) if bodies else None
         get = await drive([("GET", f"{url}/api/v1/log/entries?logIndex=1", None)] * n, c, 200)
     finally:
         proc.terminate()

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-PASSWORD_ENV = "TLOG_PASSWORD"
+# Where a key's passphrase is read from, first set wins: ours, then cosign's (so that a
+# cosign user's key and environment work unchanged).
+PASSWORD_ENVS = ("TLOG_PASSWORD", "COSIGN_PASSWORD")
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 
@@ -147,11 +149,12 @@ def warn(message: str) -> None:
 
 def passphrase(prompt: str, *, confirm: bool) -> bytes:
     """The passphrase of a private key, the way cosign gets COSIGN_PASSWORD:
-    $TLOG_PASSWORD if set (even empty), else a hidden prompt on a terminal, else all of
-    standard input (one final newline dropped)."""
-    env = os.environ.get(PASSWORD_ENV)
-    if env is not None:
-        return env.encode("utf-8")
+    $TLOG_PASSWORD if set (even empty), else $COSIGN_PASSWORD if set, else a hidden prompt on
+    a terminal, else all of standard input (one final newline dropped)."""
+    for name in PASSWORD_ENVS:
+        env = os.environ.get(name)
+        if env is not None:
+            return env.encode("utf-8")
     if sys.stdin is not None and sys.stdin.isatty():
         text = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm,
                             default="", show_default=False, err=True)

@@ -18,7 +18,7 @@ from cli.main import main
 from cli.monitor_cmd import ProgressBar
 
 if TYPE_CHECKING:
-    from tlog.audit.fsck import FsckReport
+    from tlog.server.fsck import FsckReport
 
 EXIT_FAULTS = 1
 EXIT_CANNOT_CHECK = 2
@@ -69,9 +69,9 @@ def fsck(data_dir: Path, log_key_file: Path | None, no_signatures: bool, as_json
     and the search indexes complete. Reads only: safe on a running log.
     Exit status: 0 clean, 1 faults found, 2 cannot check.
     """
-    from tlog.errors import InvalidInput
-    from tlog.audit.fsck import FsckError, check_data_dir
     from tlog.core.keys import LogPublicKey
+    from tlog.errors import InvalidInput
+    from tlog.server.fsck import FsckError, check_data_dir
 
     pinned = None
     if log_key_file is not None:
@@ -85,7 +85,7 @@ def fsck(data_dir: Path, log_key_file: Path | None, no_signatures: bool, as_json
     try:
         rep = check_data_dir(data_dir, progress=bar, log_key=pinned, signatures=not no_signatures)
     except FsckError as e:
-        _cannot_check(str(e))
+        _cannot_check(e.diagnostics())
     finally:
         if bar is not None:
             bar.close()

@@ -9,8 +9,8 @@ import click
 
 from cli.common import echo_json, json_option, passphrase, warn
 from cli.main import main
+from tlog.core.userkeys import USER_KEY_TYPES, UserKeyType
 from tlog.errors import TlogError
-from tlog.core.userkeys import USER_KEY_TYPES
 
 
 @main.command()
@@ -20,12 +20,13 @@ from tlog.core.userkeys import USER_KEY_TYPES
               show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
 @json_option
-def keygen(prefix: str, key_type: str, force: bool, as_json: bool) -> None:
-    """Make a signing key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub.
+def keygen(prefix: str, key_type: UserKeyType, force: bool, as_json: bool) -> None:
+    """Make a signing key pair: PREFIX.key (mode 0600) and PREFIX.pub.
 
-    The private key is encrypted with $TLOG_PASSWORD if it is set, else with a passphrase
-    typed at a prompt (asked twice) on a terminal, else with one read from standard input.
-    An empty passphrase writes it unencrypted.
+    The private key is encrypted with $TLOG_PASSWORD if it is set (else $COSIGN_PASSWORD),
+    else with a passphrase typed at a prompt (asked twice) on a terminal, else with one read
+    from standard input, in cosign's format (scrypt + NaCl secretbox: `cosign sign-blob --key`
+    takes it). An empty passphrase writes it unencrypted, as plain PKCS#8 PEM.
     """
     from tlog.core.userkeys import SigningKey, key_fingerprint
 
@@ -35,7 +36,7 @@ def keygen(prefix: str, key_type: str, force: bool, as_json: bool) -> None:
             if p.exists():
                 raise TlogError(f"{p} already exists; pass --force to overwrite it")
     secret = passphrase(f"Passphrase for {key_path} (empty for none)", confirm=True)
-    key = SigningKey.generate(key_type)  # type: ignore[arg-type]
+    key = SigningKey.generate(key_type)
     _write_private(key_path, key.to_pem(secret or None), force=force)
     pub_path.write_bytes(key.public_pem())
     if not secret:
@@ -45,8 +46,8 @@ def keygen(prefix: str, key_type: str, force: bool, as_json: bool) -> None:
         echo_json({"privateKey": str(key_path), "publicKey": str(pub_path), "type": key_type,
                    "encrypted": bool(secret), "fingerprint": fingerprint})
         return
-    state = "encrypted" if secret else "unencrypted"
-    click.echo(f"Wrote {key_path} ({key.description}, {state} PKCS#8, mode 0600) and "
+    state = "cosign-encrypted (scrypt)" if secret else "unencrypted PKCS#8"
+    click.echo(f"Wrote {key_path} ({key.description}, {state}, mode 0600) and "
                f"{pub_path}; key {fingerprint}")
 
 

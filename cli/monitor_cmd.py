@@ -93,14 +93,16 @@ def describe(e: dict[str, Any]) -> str:
         for name in ("saved", "seen"):
             if "checkpoint" in e.get(name, {}):
                 lines.append(f"--- {name} checkpoint:\n{e[name]['checkpoint'].rstrip()}")
+        if "advice" in e:
+            lines.append(f"--- what to do: {e['advice']}")
         return "\n".join(lines)
     return f"tlog monitor: {e.get('message', e)}"
 
 
 async def _loop(log: Any, state_path: Path, options: Any, interval: float | None,
                 emit: Callable[[dict[str, Any]], None]) -> int:
-    from tlog.errors import TlogError
     from tlog.audit.monitor import ForkAlert, WitnessQuorumError, monitor_round
+    from tlog.errors import TlogError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,7 +140,7 @@ async def _loop(log: Any, state_path: Path, options: Any, interval: float | None
             try:
                 await asyncio.wait_for(asyncio.shield(stopping), timeout=interval)
                 return 0
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
     finally:
         stopping.cancel()
@@ -172,8 +174,9 @@ def monitor(log_url: str | None, trust_file: Path | None, state_file: Path | Non
     with the last one seen, then reads the new entries from the log's entry tiles. Exit
     status: 0 fine, 1 error, 3 FORK ALERT (state not advanced), 4 not enough cosignatures.
     """
+    from tlog.audit.monitor import MonitorOptions, Watchlist
+    from tlog.audit.tilesync import default_state_path
     from tlog.core.cosignature import parse_cosignature_verifier_key
-    from tlog.audit.monitor import MonitorOptions, Watchlist, default_state_path
 
     if once and interval is not None:
         raise click.UsageError("--once and --interval cannot be used together")

@@ -4,7 +4,7 @@ pinned key."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -41,8 +41,11 @@ def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Pa
         raise click.UsageError("give exactly one of --index or --uuid")
     want_uuid = parse_uuid(uuid.strip()).hex() if uuid is not None else None
     log = selected_log(trust_file, log_url)
-    answer = with_client(log.url, lambda c: c.entry_by_index(index) if index is not None
-                         else c.entry_by_uuid(uuid.strip()))  # type: ignore[union-attr]
+    if index is not None:
+        answer = with_client(log.url, lambda c: c.entry_by_index(index))
+    else:
+        assert uuid is not None  # exactly one of the two, checked above
+        answer = with_client(log.url, lambda c: c.entry_by_uuid(uuid.strip()))
     verified = verify_log_entry(answer, log)
     e = verified.entry
     if (index is not None and e.log_index != index) or (want_uuid and e.uuid != want_uuid):
@@ -54,7 +57,7 @@ def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Pa
     from tlog.core.entries.hashedrekord import parse_body
 
     record = parse_body(e.body)
-    when = datetime.fromtimestamp(e.integrated_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = datetime.fromtimestamp(e.integrated_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     key = "certificate" if record.is_certificate else "public key"
     rows = [
         ("uuid", e.uuid),

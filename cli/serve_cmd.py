@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.config import configurable
 from cli.main import main
+
+if TYPE_CHECKING:
+    from tlog.core.keys import KeyType
 
 
 @configurable
@@ -47,15 +51,15 @@ from cli.main import main
               help="Log lines as plain text or as JSON objects (one per line, with request IDs).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per HTTP request.")
-def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: str,
+def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: KeyType,
           batch_size: int, batch_ms: float, max_pending: int, max_body: int, rate_limit: float,
           rate_burst: int, request_timeout: float, max_header_size: int, witnesses: tuple[str, ...],
           read_only: bool, log_format: str, access_log: bool) -> None:
     """Run the log server."""
     import logging
 
-    from tlog.server.api import ApiLimits
     from tlog.logs import setup_logging
+    from tlog.server.api import ApiLimits
     from tlog.server.witnessing import parse_witness_option
 
     verbose = click.get_current_context().find_root().params.get("verbose")
@@ -65,7 +69,7 @@ def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type
     from tlog.server.run import serve as run
 
     url = public_url or f"http://{host}:{port}"
-    config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,  # type: ignore[arg-type]
+    config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,
                        batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending,
                        witnesses=tuple(parse_witness_option(w) for w in witnesses),
                        read_only=read_only)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,11 +44,10 @@ def trust() -> None:
 def trust_add(url: str, log_key: Path | None, name: str | None, force: bool,
               trust_file: Path | None, as_json: bool) -> None:
     """Pin the log at URL: its URL, name and public key go into the trust file."""
+    from tlog.client.trust import save_trust
     from tlog.core.checkpoint import validate_origin
     from tlog.core.keys import LogPublicKey
-    from tlog.core.trusted import TrustedLog
-    from tlog.client.trust import save_trust
-    from tlog.core.trusted import normalize_url
+    from tlog.core.trusted import TrustedLog, normalize_url
 
     url = normalize_url(url)
     pub = LogPublicKey.from_pem(read_file(log_key, "log key")) if log_key else None
@@ -84,14 +83,14 @@ async def _fetch_identity(client: LogClient, pub: LogPublicKey | None,
                           name: str | None) -> tuple[LogPublicKey, str]:
     """The log's key (unless given) and its name, from a checkpoint signed by that key."""
     from tlog.core.checkpoint import verify_checkpoint
-    from tlog.errors import VerificationError
     from tlog.core.keys import LogPublicKey
+    from tlog.errors import VerificationError
 
     if pub is None:
         pub = LogPublicKey.from_pem(await client.public_key())
     if name is None:
         info = await client.log_info()
-        note = info.get("signedTreeHead") if isinstance(info, dict) else None
+        note = info.get("signedTreeHead")
         try:
             name = verify_checkpoint(str(note).encode("utf-8"), pub).origin
         except VerificationError as e:
@@ -123,12 +122,10 @@ def trust_list(trust_file: Path | None, as_json: bool) -> None:
 @trust_option
 def trust_root(log_url: str | None, valid_from: datetime | None, trust_file: Path | None) -> None:
     """Print a Sigstore trusted root naming the pinned logs (for cosign, sigstore-python...)."""
-    from datetime import timezone
-
     from tlog.core.trustroot import EPOCH, trusted_root
 
     logs = [selected_log(trust_file, log_url)] if log_url else pinned_logs(trust_file)
     if not logs:
         raise TlogError("no log is pinned yet; run `tlog trust add URL` first")
-    start = valid_from.replace(tzinfo=timezone.utc) if valid_from else EPOCH
+    start = valid_from.replace(tzinfo=UTC) if valid_from else EPOCH
     echo_json(trusted_root(logs, start))

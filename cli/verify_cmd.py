@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +22,9 @@ from cli.common import (
 from cli.main import main
 
 if TYPE_CHECKING:
+    from tlog.client.http import LogClient
     from tlog.core.checkpoint import Checkpoint
     from tlog.core.cosignature import CosignatureVerifier
-    from tlog.client.http import LogClient
     from tlog.core.trusted import TrustedLog
 
 
@@ -55,10 +55,9 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
     Exit 0 and "Verified OK" on success, exit 1 naming the failed check otherwise.
     """
     from tlog.core.bundle import parse_bundle
-    from tlog.errors import InvalidInput
-    from tlog.core.verify import CheckFailed, log_for_entry, verify_bundle
-
     from tlog.core.cosignature import parse_cosignature_verifier_key
+    from tlog.core.verify import CheckFailed, log_for_entry, verify_bundle
+    from tlog.errors import InvalidInput
 
     witnesses = [parse_cosignature_verifier_key(k) for k in witness_keys]
     need = (1 if witnesses else 0) if min_witnesses is None else min_witnesses
@@ -86,12 +85,12 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
         if as_json:
             echo_json({"verified": False, "check": e.check, "reason": e.reason})
         raise
-    e = verified.entry
-    when = datetime.fromtimestamp(e.integrated_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    entry = verified.entry
+    when = datetime.fromtimestamp(entry.integrated_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if as_json:
         echo_json({"verified": True, subject.kind: subject.name, "bundle": str(path),
-                   "log": log.url, "logID": log.log_id_hex, "logIndex": e.log_index,
-                   "uuid": e.uuid, "integratedTime": e.integrated_time,
+                   "log": log.url, "logID": log.log_id_hex, "logIndex": entry.log_index,
+                   "uuid": entry.uuid, "integratedTime": entry.integrated_time,
                    "checkpoint": {"treeSize": verified.checkpoint.size,
                                   "rootHash": verified.checkpoint.root_hash.hex()},
                    "consistentWith": None if current is None else {
@@ -102,7 +101,7 @@ def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path
             else f"log consistent up to tree size {current.size}")
     if witnessed is not None:
         tail += f"; witnessed by {need}+ at tree size {witnessed.size}"
-    click.echo(f"Verified OK: {subject.name} — entry {e.log_index} in log {log.name}, "
+    click.echo(f"Verified OK: {subject.name} — entry {entry.log_index} in log {log.name}, "
                f"integrated {when}; {tail}")
 
 

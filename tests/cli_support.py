@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -22,7 +23,7 @@ from .test_serve import free_port, start, stop, wait_ready
 class Server:
     url: str
     data: Path
-    proc: subprocess.Popen
+    proc: subprocess.Popen[str]
 
 
 def serve(data: Path, *extra: str) -> Server:
@@ -36,9 +37,10 @@ def serve(data: Path, *extra: str) -> Server:
     return Server(f"http://127.0.0.1:{port}", data, proc)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real log server (Ed25519 key) for a test module."""
+@pytest.fixture(scope="module", name="server")
+def server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`server`: one real log server (Ed25519 key) for a test module. Import server_fixture
+    to use it (its own name, so a test's `server` argument does not shadow the import)."""
     srv = serve(tmp_path_factory.mktemp("log"))
     yield srv
     stop(srv.proc)
@@ -46,8 +48,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def tlog(*args: str | Path, env: dict[str, str] | None = None, input: str | bytes | None = None,
          cwd: Path | None = None) -> Result:
-    """Run `tlog ARGS` in-process. No TLOG_* variable leaks in from the test environment."""
-    base = {"TLOG_URL": None, "TLOG_PASSWORD": None}
+    """Run `tlog ARGS` in-process. No TLOG_* (or COSIGN_PASSWORD) variable leaks in from the
+    test environment."""
+    base = {"TLOG_URL": None, "TLOG_PASSWORD": None, "COSIGN_PASSWORD": None}
     with contextlib.chdir(cwd or Path.cwd()):
         return CliRunner().invoke(main, [str(a) for a in args], env={**base, **(env or {})},
                                   input=input)
@@ -70,5 +73,6 @@ def fails(result: Result, *needles: str) -> str:
     return lines[0]
 
 
-def json_out(result: Result) -> object:
+def json_out(result: Result) -> Any:
+    """The command's JSON output (any shape: the test looks into it)."""
     return json.loads(ok(result).stdout)

@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from tlog.server.api import make_app
 from tlog.server.log import Log, LogConfig
 
-from .support import Signer
-
-LogClient = tuple[Log, TestClient]
+from .support import ApiClient, OpenLog, Signer
 
 
 @pytest.fixture
@@ -20,20 +19,22 @@ def signer() -> Signer:
 
 
 @pytest.fixture
-async def open_log(tmp_path: Path, aiohttp_client) -> AsyncIterator[Callable[..., Awaitable[LogClient]]]:
-    """Open a real log on a real SQLite file and serve it on a loopback port."""
+async def open_log(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[OpenLog]:
+    """Open a real log on a real SQLite file (or the `storage_factory` given) and serve it
+    on a loopback port."""
     opened: list[Log] = []
 
-    async def factory(data_dir: Path | None = None, **kw) -> LogClient:
+    async def factory(data_dir: Path | None = None, **kw: Any) -> tuple[Log, ApiClient]:
         max_body = kw.pop("max_body", None)
         limits = kw.pop("limits", None)
+        storage_factory = kw.pop("storage_factory", None)
         config = LogConfig(data_dir=data_dir or tmp_path / "data", **kw)
-        lg = await Log.open(config)
+        lg = await Log.open(config, storage_factory=storage_factory)
         opened.append(lg)
         app = make_app(lg, limits, max_body=max_body)
         return lg, await aiohttp_client(app)
 
     yield factory
     for lg in opened:
-        if not lg.sequencer._closing:
+        if not lg.sequencer.closed:
             await lg.close()

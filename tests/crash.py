@@ -30,12 +30,11 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support import Signer
 from tlog.core.checkpoint import verify_checkpoint
-from tlog.core.keys import LogKey
+from tlog.core.keys import LogKey, LogPublicKey
 from tlog.core.merkle import verify_consistency
 from tlog.core.tiles import TileRef, decode_entry_bundle
-
-from tests.support import Signer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +60,7 @@ class CrashReport:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 class Server:
@@ -78,7 +77,8 @@ class Server:
              "--batch-ms", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         while time.monotonic() - t0 < 30:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited on start: {self.proc.stderr.read().decode()[-2000:]}")
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"server exited on start: {err[-2000:]}")
             try:
                 async with http.get(f"{self.url}/readyz") as r:
                     if r.status == 200:
@@ -108,7 +108,7 @@ async def _load(url: str, signer: Signer, stop: asyncio.Event, acked: dict[int, 
                 if r.status != 201:
                     continue
                 body = await r.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return  # the server was killed
         (e,) = body.values()
         acked[e["logIndex"]] = base64.b64decode(e["body"])
@@ -116,7 +116,7 @@ async def _load(url: str, signer: Signer, stop: asyncio.Event, acked: dict[int, 
         heads[p["treeSize"]] = p["checkpoint"].encode()
 
 
-async def _verify(server: Server, pub, acked: dict[int, bytes], heads: dict[int, bytes],
+async def _verify(server: Server, pub: LogPublicKey, acked: dict[int, bytes], heads: dict[int, bytes],
                   checked_heads: set[int], report: CrashReport, http: aiohttp.ClientSession) -> None:
     async with http.get(f"{server.url}/checkpoint") as r:
         current = verify_checkpoint(await r.read(), pub)
@@ -129,7 +129,8 @@ async def _verify(server: Server, pub, acked: dict[int, bytes], heads: dict[int,
     for t, indexes in by_tile.items():
         width = min(256, current.size - 256 * t)
         if width <= 0:
-            report.failures.append(f"entries {sorted(indexes)[:5]}… acknowledged but tree size is {current.size}")
+            report.failures.append(f"entries {sorted(indexes)[:5]}… acknowledged but tree size is "
+                                   f"{current.size}")
             continue
         async with http.get(f"{server.url}/{TileRef(None, t, width).path()}") as r:
             bodies = decode_entry_bundle(await r.read())
@@ -154,7 +155,8 @@ async def _verify(server: Server, pub, acked: dict[int, bytes], heads: dict[int,
             report.checkpoints_checked += 1
             checked_heads.add(size)
         except Exception as e:  # noqa: BLE001 — any failure here is a fork to report
-            report.failures.append(f"checkpoint at size {cp.size} is not consistent with size {current.size}: {e}")
+            report.failures.append(f"checkpoint at size {cp.size} is not consistent with size "
+                                   f"{current.size}: {e}")
     with sqlite3.connect(f"file:{server.data / 'log.db'}?mode=ro", uri=True) as db:
         (result,) = db.execute("PRAGMA integrity_check").fetchone()
     if result != "ok":
@@ -208,7 +210,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tlog-crash-") as tmp:
         data = args.data_dir or Path(tmp) / "data"
-        report = asyncio.run(run(args.kills, data, clients=args.clients, seed=args.seed, progress=not args.json))
+        report = asyncio.run(run(args.kills, data, clients=args.clients, seed=args.seed,
+                                 progress=not args.json))
     if args.json:
         print(json.dumps(report.__dict__, indent=2))
     else:

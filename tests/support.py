@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
@@ -13,6 +15,17 @@ from tlog.core.checkpoint import verify_checkpoint
 from tlog.core.keys import LogPublicKey
 from tlog.core.merkle import leaf_hash, verify_inclusion
 from tlog.core.timestamp import verify_set
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient
+
+    from tlog.server.log import Log
+
+# pytest-aiohttp's client of one app (the `aiohttp_client` fixture), and the `open_log`
+# fixture (conftest.py): it opens a log (LogConfig fields as keywords) and serves it.
+ApiClient: TypeAlias = "TestClient[web.Request, web.Application]"
+OpenLog: TypeAlias = "Callable[..., Awaitable[tuple[Log, ApiClient]]]"
 
 
 class Signer:
@@ -23,7 +36,7 @@ class Signer:
         self.pem = self.key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    def proposed(self, artifact: bytes | None = None) -> dict:
+    def proposed(self, artifact: bytes | None = None) -> dict[str, Any]:
         artifact = os.urandom(16) if artifact is None else artifact
         digest = hashlib.sha256(artifact).digest()
         sig = self.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
@@ -37,7 +50,7 @@ class Signer:
         }
 
 
-def check_log_entry(entry_json: dict, pub: LogPublicKey) -> tuple[str, dict]:
+def check_log_entry(entry_json: dict[str, Any], pub: LogPublicKey) -> tuple[str, dict[str, Any]]:
     """Verify a Rekor LogEntry with our own verifiers: SET, checkpoint, inclusion proof."""
     ((uuid, e),) = entry_json.items()
     body = base64.b64decode(e["body"])

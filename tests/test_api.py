@@ -12,18 +12,19 @@ import pytest
 from tlog.core.checkpoint import verify_checkpoint
 from tlog.core.merkle import verify_consistency
 
-from .support import Signer, check_log_entry
+from .support import ApiClient, OpenLog, Signer, check_log_entry
 
 ENTRIES = "/api/v1/log/entries"
 
 
-async def _submit(client, proposed: dict) -> tuple[int, dict, Any]:
+async def _submit(client: ApiClient, proposed: dict[str, Any]) -> tuple[int, Any, Any]:
     r = await client.post(ENTRIES, json=proposed)
     return r.status, await r.json(), r.headers
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
-async def test_submission_returns_201_with_verifiable_entry(open_log, signer: Signer, key_type: str) -> None:
+async def test_submission_returns_201_with_verifiable_entry(open_log: OpenLog, signer: Signer,
+                                                            key_type: str) -> None:
     lg, client = await open_log(key_type=key_type)
     status, body, headers = await _submit(client, signer.proposed(b"hello"))
     assert status == 201
@@ -34,7 +35,7 @@ async def test_submission_returns_201_with_verifiable_entry(open_log, signer: Si
     assert e["verification"]["inclusionProof"]["treeSize"] == 1
 
 
-async def test_duplicate_submission_returns_409_with_location(open_log, signer: Signer) -> None:
+async def test_duplicate_submission_returns_409_with_location(open_log: OpenLog, signer: Signer) -> None:
     lg, client = await open_log()
     proposed = signer.proposed(b"same artifact")
     status, body, _ = await _submit(client, proposed)
@@ -45,7 +46,7 @@ async def test_duplicate_submission_returns_409_with_location(open_log, signer: 
     assert lg.head.state.size == 1
 
 
-async def test_duplicates_in_one_batch_get_one_201_and_409s(open_log, signer: Signer) -> None:
+async def test_duplicates_in_one_batch_get_one_201_and_409s(open_log: OpenLog, signer: Signer) -> None:
     lg, client = await open_log(batch_ms=50)
     proposed = signer.proposed(b"raced")
     results = await asyncio.gather(*[_submit(client, proposed) for _ in range(5)])
@@ -57,7 +58,7 @@ async def test_duplicates_in_one_batch_get_one_201_and_409s(open_log, signer: Si
     assert lg.head.state.size == 1
 
 
-async def test_concurrent_submissions_share_batches_and_all_verify(open_log) -> None:
+async def test_concurrent_submissions_share_batches_and_all_verify(open_log: OpenLog) -> None:
     lg, client = await open_log(batch_ms=20, batch_size=16)
     signers = [Signer() for _ in range(4)]
     results = await asyncio.gather(*[_submit(client, signers[i % 4].proposed()) for i in range(40)])
@@ -69,7 +70,7 @@ async def test_concurrent_submissions_share_batches_and_all_verify(open_log) -> 
         check_log_entry(b, lg.public_key)
 
 
-async def test_get_entry_by_index_uuid_and_retrieve(open_log, signer: Signer) -> None:
+async def test_get_entry_by_index_uuid_and_retrieve(open_log: OpenLog, signer: Signer) -> None:
     lg, client = await open_log()
     uuids = []
     for i in range(3):
@@ -93,32 +94,36 @@ async def test_get_entry_by_index_uuid_and_retrieve(open_log, signer: Signer) ->
         check_log_entry(x, lg.public_key)
 
 
-async def test_search_index_by_hash_and_public_key(open_log) -> None:
-    lg, client = await open_log()
+def _uuid(entry: dict[str, Any]) -> str:
+    """The UUID of a LogEntry answer: its only key."""
+    return next(iter(entry))
+
+
+async def test_search_index_by_hash_and_public_key(open_log: OpenLog) -> None:
+    _, client = await open_log()
     alice, bob = Signer(), Signer()
     _, a1, _ = await _submit(client, alice.proposed(b"artifact-1"))
     _, b1, _ = await _submit(client, bob.proposed(b"artifact-1"))
     _, a2, _ = await _submit(client, alice.proposed(b"artifact-2"))
-    u = lambda b: next(iter(b))  # noqa: E731
     digest = hashlib.sha256(b"artifact-1").hexdigest()
     r = await client.post("/api/v1/index/retrieve", json={"hash": f"sha256:{digest}"})
-    assert sorted(await r.json()) == sorted([u(a1), u(b1)])
+    assert sorted(await r.json()) == sorted([_uuid(a1), _uuid(b1)])
     r = await client.post("/api/v1/index/retrieve", json={"hash": digest.upper()})
-    assert sorted(await r.json()) == sorted([u(a1), u(b1)])
+    assert sorted(await r.json()) == sorted([_uuid(a1), _uuid(b1)])
     key = {"format": "x509", "content": base64.b64encode(alice.pem).decode()}
     r = await client.post("/api/v1/index/retrieve", json={"publicKey": key})
-    assert sorted(await r.json()) == sorted([u(a1), u(a2)])
+    assert sorted(await r.json()) == sorted([_uuid(a1), _uuid(a2)])
     r = await client.post("/api/v1/index/retrieve",
                           json={"publicKey": key, "hash": f"sha256:{digest}", "operator": "and"})
-    assert await r.json() == [u(a1)]
+    assert await r.json() == [_uuid(a1)]
     r = await client.post("/api/v1/index/retrieve", json={"hash": "sha256:" + "0" * 64})
     assert await r.json() == []
 
 
-async def test_log_info_and_consistency_proofs_between_all_sizes(open_log, signer: Signer) -> None:
+async def test_log_info_and_consistency_proofs_between_all_sizes(open_log: OpenLog, signer: Signer) -> None:
     lg, client = await open_log(batch_ms=0)
     heads = {}
-    for i in range(20):
+    for _ in range(20):
         _, body, _ = await _submit(client, signer.proposed())
         p = next(iter(body.values()))["verification"]["inclusionProof"]
         heads[p["treeSize"]] = bytes.fromhex(p["rootHash"])
@@ -137,7 +142,7 @@ async def test_log_info_and_consistency_proofs_between_all_sizes(open_log, signe
                                heads[first], heads[last])
 
 
-async def test_public_key_is_pem_of_log_key(open_log) -> None:
+async def test_public_key_is_pem_of_log_key(open_log: OpenLog) -> None:
     lg, client = await open_log()
     r = await client.get("/api/v1/log/publicKey")
     assert r.status == 200 and await r.read() == lg.public_key.pem()
@@ -158,7 +163,8 @@ async def test_public_key_is_pem_of_log_key(open_log) -> None:
     ("/api/v1/log/proof", {"firstSize": "1"}, 400),
     ("/api/v1/nope", {}, 404),
 ])
-async def test_bad_reads_get_4xx_json(open_log, signer: Signer, path: str, params: dict, status: int) -> None:
+async def test_bad_reads_get_4xx_json(open_log: OpenLog, signer: Signer, path: str, params: dict[str, str],
+                                     status: int) -> None:
     _, client = await open_log()
     await _submit(client, signer.proposed())
     r = await client.get(path, params=params)
@@ -167,13 +173,13 @@ async def test_bad_reads_get_4xx_json(open_log, signer: Signer, path: str, param
     assert err["code"] == status and isinstance(err["message"], str) and err["message"]
 
 
-async def test_every_proof_up_to_300_entries_verifies_with_ours_and_pymerkle(open_log) -> None:
+async def test_every_proof_up_to_300_entries_verifies_with_ours_and_pymerkle(open_log: OpenLog) -> None:
     """One entry per batch, so every response proves inclusion at a new tree size."""
     from pymerkle import InclusionProof, InmemoryTree, verify_inclusion as pm_verify_inclusion
     from pymerkle.core import _inclusion_path_layout
 
-    from tlog.errors import VerificationError
     from tlog.core.merkle import leaf_hash, verify_inclusion
+    from tlog.errors import VerificationError
 
     lg, client = await open_log(batch_ms=0)
     signer = Signer()

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pytest_aiohttp import AiohttpClient
 
-from tlog.audit.rebuild import audit_round, load_audit_state
+from tlog.audit.rebuild import AuditReport, audit_round, load_audit_state
+from tlog.client.trust import save_trust
 from tlog.core.entries.hashedrekord import parse_request
 from tlog.core.keys import LogKey
 from tlog.core.merkle import leaf_hash
-from tlog.server.sequencer import Admitted
 from tlog.core.trusted import TrustedLog
-from tlog.client.trust import save_trust
+from tlog.server.log import Log
+from tlog.server.sequencer import Admitted
 
-from .support import Signer
+from .support import OpenLog, Signer
 from .test_monitor import grow, pinned, tampering_proxy, write_log_key
 from .test_serve import free_port, start, stop, wait_ready
 
@@ -29,14 +31,14 @@ TLOG = [sys.executable, "-m", "cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def submit_many(lg, n: int) -> None:
+async def submit_many(lg: Log, n: int) -> None:
     """n real, signed hashedrekord entries through the log's own admission."""
     signer = Signer()
     await asyncio.gather(*[lg.submit(signer.proposed()) for _ in range(n)])
 
 
 async def test_audit_rebuilds_the_tree_across_tiles_and_resumes_as_the_log_grows(
-        open_log, tmp_path: Path) -> None:
+        open_log: OpenLog, tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0)
     await submit_many(lg, 300)
     state_path = tmp_path / "audit.json"
@@ -56,7 +58,8 @@ async def test_audit_rebuilds_the_tree_across_tiles_and_resumes_as_the_log_grows
     assert state is not None and (state.position, state.audited_size) == (512, 550)
 
 
-async def test_audit_lists_entries_that_are_not_valid_signed_entries(open_log, tmp_path: Path) -> None:
+async def test_audit_lists_entries_that_are_not_valid_signed_entries(open_log: OpenLog,
+                                                                     tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0)
     await submit_many(lg, 3)
     junk = (await grow(lg, 1))[0]
@@ -78,7 +81,8 @@ async def test_audit_lists_entries_that_are_not_valid_signed_entries(open_log, t
     assert not rep.ok and rep.failure_count == 2
 
 
-async def test_audit_finds_tiles_that_do_not_match_the_entries(open_log, aiohttp_client,
+async def test_audit_finds_tiles_that_do_not_match_the_entries(open_log: OpenLog,
+                                                               aiohttp_client: AiohttpClient,
                                                                tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0)
     await submit_many(lg, 260)
@@ -98,11 +102,11 @@ async def test_audit_finds_tiles_that_do_not_match_the_entries(open_log, aiohttp
     assert "tile/1 index 0 position 0 (leaves 0..255)" in rep.failures[1].detail
 
 
-async def test_audit_interrupted_keeps_its_progress(open_log, tmp_path: Path) -> None:
+async def test_audit_interrupted_keeps_its_progress(open_log: OpenLog, tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0, batch_size=4096)
     await submit_many(lg, 1100)
     state_path = tmp_path / "audit.json"
-    task: asyncio.Task | None = None
+    task: asyncio.Task[AuditReport] | None = None
 
     def interrupt(done: int, total: int) -> None:
         if done >= 512 and task is not None:
@@ -118,7 +122,7 @@ async def test_audit_interrupted_keeps_its_progress(open_log, tmp_path: Path) ->
     assert rep.entries_checked == 1100 - state.position
 
 
-async def test_audit_of_another_history_under_the_same_key_fails(open_log, tmp_path: Path) -> None:
+async def test_audit_of_another_history_under_the_same_key_fails(open_log: OpenLog, tmp_path: Path) -> None:
     key = LogKey.generate("ed25519")
     logs = []
     for name in ("a", "b"):
@@ -157,17 +161,17 @@ async def test_cli_audit_report_and_exit_status(tmp_path: Path) -> None:
         save_trust(trust, [TrustedLog(url, f"127.0.0.1:{port}", LogPublicKey.from_pem(pub))])
         state = tmp_path / "audit.json"
         args = [*TLOG, "audit", "--trust", str(trust), "--state", str(state)]
-        r = subprocess.run([*args, "--json"], capture_output=True, text=True, cwd=ROOT, timeout=60)
-        assert r.returncode == 0, r.stderr
-        report = json.loads(r.stdout)
+        done = subprocess.run([*args, "--json"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
         assert report["ok"] and report["entriesChecked"] == 3 and report["rootMatches"]
 
         # Make the saved state disagree with the log: the audit says so, and exits 3.
         doc = json.loads(state.read_text())
         doc["auditedRoot"] = base64.b64encode(bytes(32)).decode()
         state.write_text(json.dumps(doc))
-        r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60)
-        assert r.returncode == 3, (r.stdout, r.stderr)
-        assert "[fork]" in r.stdout and "result: FAILED" in r.stdout
+        done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 3, (done.stdout, done.stderr)
+        assert "[fork]" in done.stdout and "result: FAILED" in done.stdout
     finally:
         stop(proc)

@@ -26,13 +26,13 @@ from tlog.core.bundle import (
     parse_bundle,
     tlog_entry_from_rekor,
 )
-from tlog.errors import InvalidInput
 from tlog.core.entries.hashedrekord import parse_request, proposed_entry
-from tlog.core.keys import KEY_TYPES, LogKey
+from tlog.core.keys import KEY_TYPES, KeyType, LogKey
 from tlog.core.merkle import leaf_hash
 from tlog.core.trusted import TrustedLog
 from tlog.core.trustroot import trusted_root
 from tlog.core.userkeys import SigningKey
+from tlog.errors import InvalidInput
 
 from .test_sigstore_formats import INTEGRATED_TIME, ORIGIN, v1_log_entry
 
@@ -55,16 +55,16 @@ SIGNED = [signed(a) for a in ARTIFACTS]
 BODIES = [body for _, _, body in SIGNED]
 
 
-def trusted(key_type: str = "ed25519") -> TrustedLog:
+def trusted(key_type: KeyType = "ed25519") -> TrustedLog:
     return TrustedLog(f"https://{ORIGIN}", ORIGIN, LOG_KEYS[key_type].public_key)
 
 
-def log_answer(index: int = 3, key_type: str = "ed25519", **kw: Any) -> dict[str, Any]:
+def log_answer(index: int = 3, key_type: KeyType = "ed25519", **kw: Any) -> dict[str, Any]:
     """The server's `{uuid: LogEntry}` answer for artifact `index` in a tree of five."""
     return v1_log_entry(LOG_KEYS[key_type], BODIES, index, **kw)
 
 
-def make_bundle(index: int = 3, key_type: str = "ed25519") -> Bundle:
+def make_bundle(index: int = 3, key_type: KeyType = "ed25519") -> Bundle:
     digest, sig, _ = SIGNED[index]
     return bundle_from_log_entry(log_answer(index, key_type), digest, sig, SIGNER.public_pem())
 
@@ -112,7 +112,7 @@ def test_parse_bundle_round_trips(index: int) -> None:
 
 
 @pytest.mark.parametrize("key_type", KEY_TYPES)
-def test_sigstore_parses_our_bundle_and_verifies_its_entry(key_type: str) -> None:
+def test_sigstore_parses_our_bundle_and_verifies_its_entry(key_type: KeyType) -> None:
     raw = encode_bundle(make_bundle(2, key_type))
     inner = SigstoreBundle.from_json(raw)  # protobuf-specs model: strict about shapes
     root = TrustedRoot(SigstoreTrustedRoot.from_json(json.dumps(trusted_root([trusted(key_type)]))))
@@ -126,7 +126,8 @@ Mutation = Callable[[dict[str, Any]], None]
 
 
 def _entry(d: dict[str, Any]) -> dict[str, Any]:
-    return d["verificationMaterial"]["tlogEntries"][0]
+    entry: dict[str, Any] = d["verificationMaterial"]["tlogEntries"][0]
+    return entry
 
 
 MALFORMED: dict[str, tuple[Mutation, str]] = {

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from tlog.core.checkpoint import (
     MAX_TREE_SIZE,
@@ -20,7 +20,6 @@ from tlog.core.checkpoint import (
     validate_origin,
     verify_checkpoint,
 )
-from tlog.errors import InvalidInput, VerificationError
 from tlog.core.keys import KEY_TYPES, LogKey, LogPublicKey
 from tlog.core.note import (
     Ed25519NoteSigner,
@@ -32,6 +31,7 @@ from tlog.core.note import (
     parse_verifier_key,
     sign_note,
 )
+from tlog.errors import InvalidInput, VerificationError
 
 # c2sp.org/tlog-checkpoint's example.
 SPEC_CHECKPOINT = (
@@ -131,14 +131,14 @@ def test_origin_with_spaces_parses_like_rekor_v1() -> None:
         {"origin": ORIGIN, "size": 1, "root_hash": ROOT, "extensions": ("a\nb",)},
     ],
 )
-def test_invalid_checkpoints_cannot_be_built(kwargs: dict) -> None:  # type: ignore[type-arg]
+def test_invalid_checkpoints_cannot_be_built(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):
         Checkpoint(**kwargs)
 
 
 @given(
     origin=st.text(
-        st.characters(min_codepoint=0x21, max_codepoint=0x2FFF, exclude_categories=("Cs",)),
+        st.characters(min_codepoint=0x21, max_codepoint=0x2FFF, exclude_categories=["Cs"]),
         min_size=1,
         max_size=40,
     ),
@@ -208,7 +208,7 @@ def test_verify_checkpoint_rejects_another_key(key: LogKey) -> None:
 
 def test_verify_checkpoint_rejects_origin_mismatch(key: LogKey) -> None:
     data = sign_checkpoint(Checkpoint(ORIGIN, 7, ROOT), key)
-    with pytest.raises(VerificationError, match="expected 'other.example'"):
+    with pytest.raises(VerificationError, match=r"expected 'other\.example'"):
         verify_checkpoint(data, key.public_key, origin="other.example")
 
 
@@ -268,7 +268,8 @@ def test_log_note_verifiers_match_key_type() -> None:
 # --- names ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["log.example.com", "log.example.com:8443", "example.com/log42", "[::1]:3000"])
+@pytest.mark.parametrize("name", ["log.example.com", "log.example.com:8443", "example.com/log42",
+                                  "[::1]:3000"])
 def test_valid_origins(name: str) -> None:
     validate_origin(name)
 

@@ -17,7 +17,7 @@ from click.testing import Result
 
 from tlog.core.keys import LogKey
 
-from .cli_support import Server, fails, json_out, ok, server, tlog  # noqa: F401
+from .cli_support import Server, fails, json_out, ok, server_fixture, tlog  # noqa: F401
 from .test_serve import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +167,7 @@ def test_keygen_files_modes_and_no_overwrite(tmp_path: Path) -> None:
     assert out["encrypted"] is True and out["fingerprint"].startswith("SHA256:")
     key = tmp_path / "k.key"
     assert key.stat().st_mode & 0o777 == 0o600
-    assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----")  # cosign's
     assert (tmp_path / "k.pub").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
     before = key.read_bytes()
     fails(tlog("keygen", "--out", tmp_path / "k", env={"TLOG_PASSWORD": "pw"}), "already exists", "--force")
@@ -182,7 +182,7 @@ def test_keygen_files_modes_and_no_overwrite(tmp_path: Path) -> None:
 # --- real processes: no traceback, --verbose, the terminal prompt -----------------------------
 
 
-def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("TLOG_")}
     return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=30, env={**base, "PYTHONPATH": str(ROOT), **(env or {})},

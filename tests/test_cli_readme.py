@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .cli_support import Server, server  # noqa: F401
+from .cli_support import Server, server_fixture  # noqa: F401
 from .test_readme import readme_block
 
 
@@ -32,6 +32,6 @@ def test_readme_signing_walkthrough_runs_as_written(server: Server, tmp_path: Pa
     root = json.loads((work / "trusted_root.json").read_text())
     assert root["tlogs"][0]["baseUrl"] == server.url
     assert (work / "signer.key").stat().st_mode & 0o777 == 0o600
-    assert (work / "signer.key").read_text().startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert (work / "signer.key").read_text().startswith("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----")
     for bundle in ("release.tar.gz.bundle.json", "app.bundle.json", "ci.bundle.json"):
         assert json.loads((work / bundle).read_text())["mediaType"].endswith("bundle.v0.3+json")

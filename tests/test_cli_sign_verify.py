@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 from sigstore._internal.trust import KeyringPurpose
-from sigstore.models import Bundle as SigstoreBundleWrapper
-from sigstore.models import InvalidBundle, TransparencyLogEntry, TrustedRoot
+from sigstore.models import Bundle as SigstoreBundleWrapper, InvalidBundle, TransparencyLogEntry, TrustedRoot
 from sigstore_models.bundle.v1 import Bundle as SigstoreBundle
 
-from .cli_support import Server, fails, json_out, ok, serve, server, tlog  # noqa: F401
+from .cli_support import Server, fails, json_out, ok, serve, server_fixture, tlog  # noqa: F401
 from .test_serve import stop
 
 IMAGE = "registry.example.com/team/app@sha256:" + "5e" * 32
@@ -38,7 +38,8 @@ class Workspace:
                     cwd=self.dir)
 
     def bundle(self, name: str) -> dict[str, Any]:
-        return json.loads((self.dir / name).read_text())
+        doc: dict[str, Any] = json.loads((self.dir / name).read_text())
+        return doc
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,8 @@ def test_verify_sees_the_log_grow_consistently(ws: Workspace) -> None:
 
 
 def _entry(d: dict[str, Any]) -> dict[str, Any]:
-    return d["verificationMaterial"]["tlogEntries"][0]
+    entry: dict[str, Any] = d["verificationMaterial"]["tlogEntries"][0]
+    return entry
 
 
 def _flip(b64: str) -> str:
@@ -267,7 +269,10 @@ def test_sigstore_verifies_bundles_from_an_ecdsa_log(tmp_path: Path) -> None:
     srv = serve(tmp_path / "log", "--key-type", "ecdsa-p256")
     try:
         trust = tmp_path / "trust.json"
-        run = lambda *a: tlog(*a, "--trust", trust, env=PASSWORD, cwd=tmp_path)  # noqa: E731
+
+        def run(*a: str | Path) -> Result:
+            return tlog(*a, "--trust", trust, env=PASSWORD, cwd=tmp_path)
+
         ok(tlog("keygen", "--out", tmp_path / "k", "--type", "ecdsa-p384", env=PASSWORD))
         ok(run("trust", "add", srv.url))
         (tmp_path / "a").write_text("a\n")
@@ -275,7 +280,8 @@ def test_sigstore_verifies_bundles_from_an_ecdsa_log(tmp_path: Path) -> None:
         ok(run("verify", "--key", "k.pub", "a"))
         root = tmp_path / "root.json"
         root.write_text(ok(run("trust", "root", "--valid-from", "2020-01-01")).stdout)
-        assert json.loads(root.read_text())["tlogs"][0]["publicKey"]["keyDetails"] == "PKIX_ECDSA_P256_SHA_256"
+        details = json.loads(root.read_text())["tlogs"][0]["publicKey"]["keyDetails"]
+        assert details == "PKIX_ECDSA_P256_SHA_256"
         _sigstore_verify(tmp_path / "a.bundle.json", root)
     finally:
         stop(srv.proc)

@@ -40,7 +40,8 @@ def test_verify_and_monitor_require_witness_cosignatures(tmp_path: Path) -> None
     from tlog.core.keys import LogKey
     pub.write_bytes(LogKey.from_pem((log_data / "log.key").read_bytes()).public_key.pem())
     w_port = free_port()
-    witness = subprocess.Popen([sys.executable, "-m", "cli", "witness", "serve", "--key", str(tmp_path / "w.key"),
+    witness = subprocess.Popen([sys.executable, "-m", "cli", "witness", "serve",
+                                "--key", str(tmp_path / "w.key"),
                                 "--data-dir", str(tmp_path / "wdata"), "--port", str(w_port),
                                 "--log", f"{origin}={pub}"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -56,20 +57,21 @@ def test_verify_and_monitor_require_witness_cosignatures(tmp_path: Path) -> None
             env = {"TLOG_PASSWORD": "pw"}
             ok(tlog("sign", "--key", tmp_path / "me.key", art, "--trust", trust, env=env))
             _wait_witnessed(srv.url, 1)
-            r = ok(tlog("verify", "--key", tmp_path / "me.pub", art, "--trust", trust, "--witness", vkey))
+            verify = ("verify", "--key", tmp_path / "me.pub", art, "--trust", trust)
+            r = ok(tlog(*verify, "--witness", vkey))
             assert "witnessed by 1+" in r.stdout
             other = ok(tlog("witness", "keygen", "--name", "w.example", "--out", tmp_path / "o.key"))
             other_vkey = other.stdout.strip().splitlines()[-1]
-            fails(tlog("verify", "--key", tmp_path / "me.pub", art, "--trust", trust, "--witness", other_vkey),
-                  "witnesses", "0 valid cosignature")
-            r = tlog("verify", "--key", tmp_path / "me.pub", art, "--trust", trust, "--witness", vkey, "--offline")
+            fails(tlog(*verify, "--witness", other_vkey), "witnesses", "0 valid cosignature")
+            r = tlog(*verify, "--witness", vkey, "--offline")
             assert r.exit_code == 2 and "drop --offline" in r.output
             state = tmp_path / "monitor.json"
             r = ok(tlog("monitor", "--once", "--json", "--trust", trust, "--state", state,
                         "--witness", vkey, "--min-witnesses", "1"))
             events = [json.loads(x) for x in r.stdout.splitlines()]
             assert any(e.get("event") == "checkpoint" for e in events), events
-            r = tlog("monitor", "--once", "--trust", trust, "--state", tmp_path / "m2.json", "--witness", other_vkey)
+            r = tlog("monitor", "--once", "--trust", trust, "--state", tmp_path / "m2.json",
+                     "--witness", other_vkey)
             assert r.exit_code == 4, r.output
         finally:
             stop(srv.proc)

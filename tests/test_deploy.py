@@ -35,6 +35,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from cli.config import GLOBAL_ENV, configurable_commands, did_you_mean, known_env, suggest_env
 from cli.main import main as tlog_main
 
 from .cli_support import serve
@@ -52,9 +53,11 @@ UNITS = sorted(SYSTEMD.glob("*.service"))
 HEALTHCHECK = DEPLOY / "healthcheck.py"
 # Oldest Kubernetes the manifests are for, and the newest the schema package knows.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-# Environment variables tlog's client commands read; any other TLOG_X reaching a tlog
-# process must be a setting: X is one of its flags in upper snake case.
-CLIENT_VARIABLES = {"TLOG_URL", "TLOG_PASSWORD"}
+# Environment variables every tlog command reads; any other TLOG_X reaching a tlog server
+# must be one of its settings (tlog refuses to start otherwise, cli/config.py).
+CLIENT_VARIABLES = GLOBAL_ENV
+# A name in tlog's namespace, as it appears in a file (`TLOG_` alone, or `TLOG_*`, is none).
+TLOG_NAME = re.compile(r"\bTLOG_[A-Z0-9_]*[A-Z0-9]\b")
 
 
 def pyproject() -> dict[str, Any]:
@@ -72,7 +75,8 @@ def yaml_documents(path: Path) -> list[Any]:
 def vendored_schema(name: str) -> dict[str, Any]:
     """A JSON schema check-jsonschema ships (licenses beside it, in its vendor/licenses/)."""
     files = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
-    return json.loads((files / name).read_text())
+    schema: dict[str, Any] = json.loads((files / name).read_text())
+    return schema
 
 
 def assert_meets_schema(document: Any, schema: dict[str, Any]) -> None:
@@ -181,36 +185,38 @@ def parse_tlog(argv: tuple[str, ...]) -> Parsed:
     return Parsed(tuple(path), command, values)
 
 
-def setting_option(command: click.Command, variable: str) -> click.Parameter:
-    """The option a TLOG_ variable sets: the one tlog reads it for, else the one it is named
-    after (TLOG_ + the option's name in upper snake case, the rule tlog's settings follow)."""
-    for p in command.params:
-        if variable in (p.envvar, f"TLOG_{(p.name or '').upper()}"):
+def setting_option(parsed: Parsed, variable: str) -> click.Parameter:
+    """The option a TLOG_ variable sets: the one tlog reads it for. (A variable that only looks
+    like a setting — TLOG_PORT for the witness, whose port is TLOG_WITNESS_PORT — stops tlog.)"""
+    for p in parsed.command.params:
+        if variable == getattr(p, "envvar", None):
             return p
-    raise AssertionError(f"{variable} names no option of `tlog {command.name}`")
+    raise AssertionError(f"{variable} is not a setting of `tlog {' '.join(parsed.path)}`"
+                         f"{suggest_env(variable, parsed.command)}")
 
 
-def assert_settings_reach_tlog(argv: tuple[str, ...], env: dict[str, str], reference: str) -> None:
-    """Each TLOG_ setting in ENV reaches the command ARGV runs: read by tlog itself from its
-    environment where the option has a variable (checked with --print-config: the value is
-    valid and not overridden by a flag), else passed as its flag (`--port REFERENCE`)."""
+def assert_settings_reach_tlog(argv: tuple[str, ...], env: dict[str, str]) -> None:
+    """Each TLOG_ variable in ENV is read by the command ARGV runs — one of its settings, or a
+    variable every command reads — and each setting is in effect: valid and not overridden by
+    a flag (--print-config says where each value came from)."""
     parsed = parse_tlog(argv)
     settings = {k: v for k, v in env.items() if k.startswith("TLOG_") and k not in CLIENT_VARIABLES}
-    read_from_env = set()
     for var in settings:
-        option = setting_option(parsed.command, var)
-        if option.envvar == var:
-            read_from_env.add(var)
-        else:
-            assert parsed.values.get(option.name) == reference.format(var), f"{var} is not passed to tlog"
-    if not read_from_env:
+        setting_option(parsed, var)
+    if not settings:
         return
     expanded = [re.sub(r"\$\((\w+)\)|\$\{(\w+)\}", lambda m: env[m.group(1) or m.group(2)], a) for a in argv]
+    # Files that must exist where the command runs (a key in /var/lib/…) are not this test's
+    # business: any existing file stands in for them.
+    for param in parsed.command.params:
+        value = parsed.values.get(param.name)
+        if isinstance(param.type, click.Path) and param.type.exists and isinstance(value, str):
+            expanded = [__file__ if a == value else a for a in expanded]
     unset = {k: None for k in os.environ if k.startswith("TLOG_")}
     result = CliRunner().invoke(tlog_main, [*expanded, "--print-config"], env={**unset, **settings})
     assert result.exit_code == 0, result.output
     sources = {v["from"] for v in json.loads(result.stdout).values()}
-    for var in read_from_env:
+    for var in settings:
         assert f"env {var}" in sources, f"{var} is overridden: {result.stdout}"
 
 
@@ -235,11 +241,13 @@ def dockerfile_one(instruction: str) -> str:
 
 
 def image_entrypoint() -> list[str]:
-    return json.loads(dockerfile_one("ENTRYPOINT"))
+    words: list[str] = json.loads(dockerfile_one("ENTRYPOINT"))
+    return words
 
 
 def image_cmd() -> list[str]:
-    return json.loads(dockerfile_one("CMD"))
+    words: list[str] = json.loads(dockerfile_one("CMD"))
+    return words
 
 
 def image_user() -> tuple[int, int]:
@@ -306,7 +314,8 @@ def test_dockerfile_cmd_flags_are_in_tlog_serve_help() -> None:
     cmd = image_cmd()
     assert cmd[0] == "serve"
     for flag in (w for w in cmd if w.startswith("--")):
-        assert re.search(rf"^\s+{re.escape(flag)}\b", help_text, re.M), f"{flag} not in tlog serve --help"
+        assert re.search(rf"^\s+{re.escape(flag)}\b", help_text, re.MULTILINE), \
+            f"{flag} not in tlog serve --help"
 
 
 def test_dockerfile_healthcheck_asks_healthz_on_the_exposed_port() -> None:
@@ -375,11 +384,13 @@ def compose_interpolate(value: Any) -> Any:
 
 
 def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+    doc: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return doc
 
 
 def compose_services() -> dict[str, dict[str, Any]]:
-    return compose_interpolate(compose()["services"])
+    services: dict[str, dict[str, Any]] = compose_interpolate(compose()["services"])
+    return services
 
 
 def compose_argv(service: dict[str, Any]) -> list[str]:
@@ -446,6 +457,12 @@ def test_compose_witness_key_is_made_once_before_the_log_pushes_to_it() -> None:
     assert depends == "service_completed_successfully"
     [witness] = compose_one("log", "serve").value("--witness")
     assert witness.startswith("http://witness:3100=")
+
+
+def test_compose_settings_reach_tlog() -> None:
+    for service in compose_services().values():
+        for args in tlog_argvs(compose_argv(service)):
+            assert_settings_reach_tlog(args, service.get("environment", {}))
 
 
 def test_compose_monitor_checks_on_an_interval_and_keeps_its_state_in_a_volume() -> None:
@@ -531,7 +548,8 @@ def test_compose_scripts_run_as_written(tmp_path: Path, signer: Signer) -> None:
 
     def start(name: str) -> None:
         script = compose_script(name, volumes, ports)
-        running[name] = subprocess.Popen(["sh", "-c", script], env=env, text=True,
+        service_env = {**env, **compose_services()[name].get("environment", {})}
+        running[name] = subprocess.Popen(["sh", "-c", script], env=service_env, text=True,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     try:
@@ -680,7 +698,7 @@ def test_k8s_settings_reach_tlog_and_paths_are_on_volumes(where: str, workload: 
             assert var in env, f"{container['name']}: $({var}) is not defined"
         mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
         for args in tlog_argvs(argv):
-            assert_settings_reach_tlog(args, env, "$({})")
+            assert_settings_reach_tlog(args, env)
             assert_paths_are_mounted(parse_tlog(args), mounts, f"{where}: {container['name']}")
 
 
@@ -729,9 +747,10 @@ def unit_env_file(unit: Path) -> Path:
     return SYSTEMD / PurePosixPath(unit_value(unit, "EnvironmentFile").lstrip("-")).name
 
 
-def env_file_variables(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#"))
+def env_file_variables(path: Path, *, commented: bool = False) -> dict[str, str]:
+    """VAR=value lines; with `commented`, also the `#TLOG_X=…` lines an operator uncomments."""
+    found = re.findall(r"^(#TLOG_\w+|\w+)=(.*)$", path.read_text(), re.MULTILINE)
+    return {k.lstrip("#"): v for k, v in found if commented or not k.startswith("#")}
 
 
 def unit_argvs(unit: Path) -> Iterator[list[str]]:
@@ -772,7 +791,7 @@ def test_systemd_unit_runs_tlog_with_its_settings_on_its_state_directory(unit: P
     parsed = parse_tlog(server)
     assert parsed.path[-1] == "serve"
     assert PurePosixPath(parsed.value("--data-dir")).is_relative_to(state)
-    assert_settings_reach_tlog(server, env, "${{{}}}")
+    assert_settings_reach_tlog(server, env_file_variables(unit_env_file(unit), commented=True))
     used = " ".join(" ".join(argv) for argv in unit_argvs(unit))
     for var in (v for v in env if not v.startswith("TLOG_")):
         assert f"${{{var}}}" in used, f"{unit_env_file(unit).name}: {var} is not used by {unit.name}"
@@ -831,7 +850,7 @@ def test_systemd_unit_exposure_is_low(tmp_path: Path, name: str) -> None:
 # --- GitHub Actions workflow -----------------------------------------------------------------
 
 def workflow() -> dict[str, Any]:
-    wf = yaml.safe_load(WORKFLOW.read_text())
+    wf: dict[Any, Any] = yaml.safe_load(WORKFLOW.read_text())
     if True in wf:  # YAML 1.1 reads the key `on` as true
         wf["on"] = wf.pop(True)
     return wf
@@ -942,15 +961,58 @@ def test_parse_tlog_refuses_what_tlog_would() -> None:
     assert parse_tlog(("serve", "--port", "$(TLOG_PORT)")).value("--port") == "$(TLOG_PORT)"
 
 
-def test_settings_check_wants_each_setting_read_or_passed() -> None:
-    witness = ("witness", "serve", "--key", "k", "--log", "a=b", "--port", "${TLOG_PORT}")
-    assert_settings_reach_tlog(witness, {"TLOG_PORT": "1", "TLOG_URL": "u", "OTHER": "x"}, "${{{}}}")
-    with pytest.raises(AssertionError, match="is not passed"):
-        assert_settings_reach_tlog(witness[:-2], {"TLOG_PORT": "1"}, "${{{}}}")
-    with pytest.raises(AssertionError, match="names no option"):
-        assert_settings_reach_tlog(("monitor",), {"TLOG_BATCH_SIZE": "1"}, "${{{}}}")
-    assert_settings_reach_tlog(("serve",), {"TLOG_PORT": "3001"}, "")
+def test_settings_check_wants_each_setting_read_by_tlog() -> None:
+    witness = ("witness", "serve", "--key", "/var/lib/w/witness.key", "--log", "a=${ORIGIN}")
+    assert_settings_reach_tlog(witness, {"TLOG_WITNESS_PORT": "1", "TLOG_URL": "u", "ORIGIN": "x"})
+    # Each command has its own settings: the log's port is not the witness's.
+    with pytest.raises(AssertionError, match="TLOG_PORT is not a setting of `tlog witness serve` "
+                                             r"\(did you mean TLOG_WITNESS_PORT\?\)"):
+        assert_settings_reach_tlog(witness, {"TLOG_PORT": "1"})
+    with pytest.raises(AssertionError, match="TLOG_BATCH_SIZE is not a setting of `tlog monitor`"):
+        assert_settings_reach_tlog(("monitor",), {"TLOG_BATCH_SIZE": "1"})
+    with pytest.raises(AssertionError, match="did you mean TLOG_WITNESS"):
+        assert_settings_reach_tlog(("serve",), {"TLOG_WITNESSES": "http://w=k"})
+    assert_settings_reach_tlog(("serve",), {"TLOG_PORT": "3001"})
     with pytest.raises(AssertionError, match="is overridden"):
-        assert_settings_reach_tlog(("serve", "--port", "3000"), {"TLOG_PORT": "3001"}, "")
+        assert_settings_reach_tlog(("serve", "--port", "3000"), {"TLOG_PORT": "3001"})
     with pytest.raises(AssertionError, match="not a valid integer"):
-        assert_settings_reach_tlog(("serve",), {"TLOG_PORT": "http"}, "")
+        assert_settings_reach_tlog(("serve",), {"TLOG_PORT": "http"})
+
+
+def test_every_tlog_name_in_deploy_files_is_a_variable_tlog_reads() -> None:
+    """Issue 11: `TLOG_WITNESSES` (for TLOG_WITNESS) sat in tlog.env and witness.yaml, ready
+    to be uncommented into a log that never pushed to its witness. Every TLOG_ name in deploy/
+    — settings, comments, Compose interpolation, CI secrets — is one a tlog command reads."""
+    known = GLOBAL_ENV.union(*(known_env(c) for c in configurable_commands()))
+    seen = set()
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix != ".pyc"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for name in TLOG_NAME.findall(line):
+                assert name in known, f"{rel(path)}:{n}: {name} is read by no tlog command" \
+                                      f"{did_you_mean(name, known)}"
+                seen.add(name)
+    # The scan reads comments and every kind of file: names only found there were seen.
+    assert {"TLOG_WITNESS", "TLOG_RATE_LIMIT", "TLOG_WITNESS_PORT", "TLOG_URL", "TLOG_PORT"} <= seen
+
+
+def test_every_way_of_running_the_log_limits_submissions_by_default() -> None:
+    """Issue 11, item 12: a log deployed as shipped answers a flood from one client with 429."""
+    log = k8s_object("StatefulSet", "tlog")
+    [log_container] = log["spec"]["template"]["spec"]["containers"]
+    compose_log = compose_services()["log"]
+    runs = {
+        rel(DOCKERFILE): (tuple(image_cmd()), {}),
+        rel(COMPOSE): (next(tlog_argvs(compose_argv(compose_log))), compose_log.get("environment", {})),
+        rel(K8S / "statefulset.yaml"): (next(tlog_argvs(container_argv(log_container))),
+                                        container_env(log_container)),
+        rel(SYSTEMD / "tlog.service"): (next(a for argv in unit_argvs(SYSTEMD / "tlog.service")
+                                             for a in tlog_argvs(argv)),
+                                        env_file_variables(SYSTEMD / "tlog.env")),
+    }
+    for where, (argv, env) in runs.items():
+        parsed = parse_tlog(argv)
+        assert parsed.path == ("serve",), where
+        rate, burst = (parsed.value(f) or env.get(v) for f, v in
+                       (("--rate-limit", "TLOG_RATE_LIMIT"), ("--rate-burst", "TLOG_RATE_BURST")))
+        assert rate is not None and 0 < float(rate) <= 100, f"{where}: rate limit {rate}"
+        assert burst is not None and int(burst) >= 1, f"{where}: burst {burst}"

@@ -8,17 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.entries.hashedrekord import parse_body, verify_signature
+from tlog.core.merkle import leaf_hash
 from tlog.server.log import Log, LogConfig
-from tlog.core.merkle import leaf_hash, root_from_leaf_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 async def test_filled_log_holds_valid_signed_entries_and_serves_them(tmp_path: Path) -> None:
     data = tmp_path / "filled"
-    r = subprocess.run([sys.executable, "-m", "cli", "bench", "--fill", "1500", "--data-dir", str(data), "--json"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    fill = [sys.executable, "-m", "cli", "bench", "--data-dir", str(data), "--json", "--fill"]
+    r = subprocess.run([*fill, "1500"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["tree_size"] == 1500
     lg = await Log.open(LogConfig(data_dir=data))
@@ -38,14 +39,13 @@ async def test_filled_log_holds_valid_signed_entries_and_serves_them(tmp_path: P
     finally:
         await lg.close()
     # Filling again appends to the same log.
-    r = subprocess.run([sys.executable, "-m", "cli", "bench", "--fill", "10", "--data-dir", str(data), "--json"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    r = subprocess.run([*fill, "10"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert json.loads(r.stdout)["tree_size"] == 1510
 
 
 def test_bench_reports_every_run_with_ratio_to_bare_aiohttp() -> None:
-    r = subprocess.run([sys.executable, "-m", "cli", "bench", "-n", "60", "--reads", "60", "-c", "4", "--json"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "cli", "bench", "-n", "60", "--reads", "60", "-c", "4",
+                        "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert set(result["runs"]) == {"submit", "proof-index", "proof-uuid", "checkpoint"}

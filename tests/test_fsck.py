@@ -10,18 +10,19 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tlog.core.checkpoint import Checkpoint, sign_checkpoint
-from tlog.audit.fsck import FsckReport, check_data_dir
 from tlog.core.entries.hashedrekord import parse_request
 from tlog.core.keys import LogKey
 from tlog.core.merkle import leaf_hash
-from tlog.server.storage.sqlite import key_prefix
+from tlog.server.fsck import FsckReport, check_data_dir
+from tlog.server.storage.base import key_prefix
 
 from .cli_support import tlog
-from .support import Signer
+from .support import OpenLog, Signer
 
 SIZE = 300  # a full level-0 tile, a partial one, and a level-1 tile
 
@@ -32,7 +33,7 @@ def pristine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def pristine(open_log, pristine_dir: Path) -> Path:
+async def pristine(open_log: OpenLog, pristine_dir: Path) -> Path:
     """A real log: SIZE signed entries submitted over HTTP in waves, written in batches
     of up to 16 (so a few dozen checkpoints); built once per module, then closed."""
     built = pristine_dir / "built"
@@ -68,7 +69,7 @@ def corrupt(data: Path, statement: str, params: tuple[object, ...] = ()) -> None
         conn.close()
 
 
-def query(data: Path, statement: str, params: tuple[object, ...] = ()) -> list[tuple]:
+def query(data: Path, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(data / "log.db")
     try:
         return conn.execute(statement, params).fetchall()
@@ -109,7 +110,7 @@ async def test_clean_copy_passes_with_every_check_run(data: Path) -> None:
     assert rep.root == latest[0]
     assert seen[-1] == (SIZE, SIZE)
     # Nothing was written: no WAL or shared-memory file appeared next to the database.
-    assert sorted(os.listdir(data)) == ["log.db", "log.key"]
+    assert sorted(os.listdir(data)) == ["LOCK", "log.db", "log.key"]  # LOCK: copied with the rest
 
 
 async def test_cli_clean_exits_0_and_json_is_the_report(data: Path) -> None:
@@ -123,7 +124,7 @@ async def test_cli_clean_exits_0_and_json_is_the_report(data: Path) -> None:
     assert doc["signaturesChecked"] is False and result.stderr == ""
 
 
-async def test_a_running_log_is_checked_at_one_consistent_snapshot(open_log, tmp_path: Path) -> None:
+async def test_a_running_log_is_checked_at_one_consistent_snapshot(open_log: OpenLog, tmp_path: Path) -> None:
     """Read-only, in one read transaction: while batches are being committed, every check
     sees a whole batch or none of it, so each one passes."""
     _, client = await open_log(data_dir=tmp_path / "live", batch_size=4, batch_ms=1)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tlog.core.checkpoint import verify_checkpoint
-from tlog.server.guard import CheckpointGuard, ForkRefused
+from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.keys import LogKey
-from tlog.core.merkle import consistency_ranges, leaf_hash, root_from_leaf_hashes
+from tlog.core.merkle import consistency_ranges, leaf_hash
+from tlog.server.guard import CheckpointGuard, ForkRefused
 
-from .support import Signer
+from .support import OpenLog, Signer
 
 
 def _proof(leaves: list[bytes], m: int, n: int) -> list[bytes]:
@@ -36,7 +39,8 @@ def test_guard_signs_consistent_heads_and_refuses_forks() -> None:
     guard.sign(20, root_from_leaf_hashes(a), _proof(a, 12, 20))
 
 
-async def test_log_refuses_to_sign_after_its_tree_is_corrupted_in_memory(tmp_path, open_log) -> None:
+async def test_log_refuses_to_sign_after_its_tree_is_corrupted_in_memory(tmp_path: Path,
+                                                                         open_log: OpenLog) -> None:
     data = tmp_path / "guarded"
     lg, client = await open_log(data_dir=data, batch_ms=0)
     signer = Signer()

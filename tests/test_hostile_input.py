@@ -28,14 +28,13 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from yarl import URL
 
 from tlog.server.log import Log
 from tlog.server.openapi import openapi_spec
 
-from .support import Signer
+from .support import ApiClient, OpenLog, Signer
 from .test_serve import free_port, start, stop, wait_ready
 
 LONG = bool(os.environ.get("TLOG_FUZZ_LONG"))
@@ -83,7 +82,7 @@ def no_unexpected_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 class Target:
     """The in-process server, called from hypothesis's thread on the loop that serves it."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: ApiClient) -> None:
         self.client = client
         self.base = f"http://127.0.0.1:{client.server.port}"
         self.loop = asyncio.get_running_loop()
@@ -104,10 +103,12 @@ class Target:
             return Answer(r.status, r.content_type, await r.read())
 
 
-async def _submit(client: Any, proposed: dict) -> str:
+async def _submit(client: ApiClient, proposed: dict[str, Any]) -> str:
     r = await client.post(ENTRIES, json=proposed)
     assert r.status == 201, await r.text()
-    return next(iter(await r.json()))
+    (uuid,) = await r.json()
+    assert isinstance(uuid, str)
+    return uuid
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Seeded:
     bases: dict[str, Any]
 
 
-async def _seeded(open_log: Callable, entries: int = 3) -> Seeded:
+async def _seeded(open_log: OpenLog, entries: int = 3) -> Seeded:
     lg, client = await open_log(batch_ms=1)
     signer = Signer()
     submission = signer.proposed(b"artifact 0")
@@ -142,7 +143,7 @@ class Raw(str):
     """JSON text written verbatim: NaN, 1e400, a deep nest, a truncated one."""
 
 
-class Pairs(list):
+class Pairs(list[tuple[Any, Any]]):
     """An object as (key, value) pairs, so a key can repeat."""
 
 
@@ -162,7 +163,7 @@ SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
 JSON_VALUES = st.recursive(
     SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=4),
     max_leaves=12)
-LITERALS = st.sampled_from([
+LITERALS: st.SearchStrategy[Any] = st.sampled_from([
     Raw("NaN"), Raw("Infinity"), Raw("-Infinity"), Raw("1e400"), Raw("-1e400"), Raw("1e-400"),
     Raw("9" * 5000), Raw("-0"), 10**100, -(10**100), 2**63, 2**64, -1, 1.5, True, False, None, "", [], {},
     "\ud800", "\udfff\ud800", "\x00", "\u2028\u2029", "é", "😀" * 20, "%s%n%x", "../" * 20,
@@ -173,7 +174,11 @@ DEEP = st.sampled_from([64, 1000, 30_000]).flatmap(lambda d: st.sampled_from([
 HOSTILE = st.one_of(JSON_VALUES, LITERALS, DEEP)
 
 
-def _nodes(obj: Any, path: tuple = ()) -> Iterator[tuple]:
+# Where a node is in a JSON document: object keys and array indexes, from the root.
+JsonPath = tuple[str | int, ...]
+
+
+def _nodes(obj: Any, path: JsonPath = ()) -> Iterator[JsonPath]:
     yield path
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -183,7 +188,7 @@ def _nodes(obj: Any, path: tuple = ()) -> Iterator[tuple]:
             yield from _nodes(v, path + (i,))
 
 
-def _at(obj: Any, path: tuple, fn: Callable[[Any], Any]) -> Any:
+def _at(obj: Any, path: JsonPath, fn: Callable[[Any], Any]) -> Any:
     """`obj` with the node at `path` replaced by fn(node); fn may return _DROP."""
     if not path:
         return fn(obj)
@@ -200,7 +205,12 @@ def _at(obj: Any, path: tuple, fn: Callable[[Any], Any]) -> Any:
 _DROP = object()
 
 
-def _at_get(obj: Any, path: tuple) -> Any:
+def _put(obj: Any, path: JsonPath, value: Any) -> Any:
+    """`obj` with the node at `path` replaced by `value` (or dropped: _DROP)."""
+    return _at(obj, path, lambda _: value)
+
+
+def _at_get(obj: Any, path: JsonPath) -> Any:
     for k in path:
         obj = obj[k]
     return obj
@@ -222,20 +232,19 @@ def mutated(draw: st.DrawFn, base: Any) -> Any:
             ops += ["tweak"] * 3
         op = draw(st.sampled_from(ops))
         if op == "replace":
-            value = draw(HOSTILE)
-            obj = _at(obj, path, lambda _: value)
+            obj = _put(obj, path, draw(HOSTILE))
         elif op == "drop":
-            obj = _at(obj, path, lambda _: _DROP)
+            obj = _put(obj, path, _DROP)
         elif op == "wrap":
             obj = _at(obj, path, draw(st.sampled_from([lambda v: [v], lambda v: {"value": v}])))
         elif op == "add":
             key, value = draw(st.text(max_size=20)), draw(HOSTILE)
-            obj = _at(obj, path, lambda v: {**v, key: value})
+            obj = _put(obj, path, {**node, key: value})
         elif op == "duplicate" and node:
             key, value = draw(st.sampled_from(list(node))), draw(HOSTILE)
             first = draw(st.booleans())
-            obj = _at(obj, path, lambda v: Pairs(([(key, value)] if first else []) + list(v.items())
-                                                 + ([] if first else [(key, value)])))
+            obj = _put(obj, path, Pairs(([(key, value)] if first else []) + list(node.items())
+                                        + ([] if first else [(key, value)])))
             break  # a Pairs node is opaque to further edits
         elif op == "tweak":
             tweak = draw(st.sampled_from([
@@ -277,7 +286,7 @@ CONTENT_TYPES = st.sampled_from(
         "application/json, text/plain", "x" * 4000]) | st.none()
 
 
-async def test_mutated_and_random_bodies_on_every_post_route_get_4xx_json(open_log) -> None:
+async def test_mutated_and_random_bodies_on_every_post_route_get_4xx_json(open_log: OpenLog) -> None:
     seeded = await _seeded(open_log)
     assert set(seeded.bases) == POST_ROUTES
     before = (seeded.log.head.state.size, seeded.log.head.root)
@@ -295,7 +304,7 @@ async def test_mutated_and_random_bodies_on_every_post_route_get_4xx_json(open_l
     assert (seeded.log.head.state.size, seeded.log.head.root) == before
 
 
-async def test_wrong_content_types_and_oversized_bodies_on_every_post_route(open_log) -> None:
+async def test_wrong_content_types_and_oversized_bodies_on_every_post_route(open_log: OpenLog) -> None:
     seeded = await _seeded(open_log)
     for route, base in seeded.bases.items():
         body = json.dumps(base).encode()
@@ -357,7 +366,7 @@ def tile_paths(draw: st.DrawFn) -> str:
     return "/tile/" + quote(path, safe="/")
 
 
-async def test_random_paths_and_query_strings_on_every_get_route_get_4xx_json(open_log) -> None:
+async def test_random_paths_and_query_strings_on_every_get_route_get_4xx_json(open_log: OpenLog) -> None:
     seeded = await _seeded(open_log, entries=260)  # a full tile and entry bundle, and partial ones
     before = seeded.log.head.state.size
     uuids = seeded.uuids[:3] + ["0" * 16 + seeded.uuids[0], seeded.uuids[1].upper()]
@@ -379,7 +388,7 @@ async def test_random_paths_and_query_strings_on_every_get_route_get_4xx_json(op
 
 def _nasty_reads(uuid: str) -> Iterator[str]:
     """Every read parameter with every nasty number in it, percent-encoded."""
-    for v in map(lambda n: quote(n, safe=""), NASTY_NUMBERS):
+    for v in (quote(n, safe="") for n in NASTY_NUMBERS):
         yield f"{ENTRIES}?logIndex={v}"
         yield f"/api/v1/log/proof?lastSize={v}"
         yield f"/api/v1/log/proof?firstSize={v}&lastSize=1"
@@ -389,16 +398,16 @@ def _nasty_reads(uuid: str) -> Iterator[str]:
             yield f"/tile/{tile}"
 
 
-async def test_every_read_parameter_with_every_nasty_number_gets_4xx_json(open_log) -> None:
+async def test_every_read_parameter_with_every_nasty_number_gets_4xx_json(open_log: OpenLog) -> None:
     seeded = await _seeded(open_log)
     paths = list(_nasty_reads(seeded.uuids[0]))
     answers = await asyncio.gather(*(asyncio.to_thread(seeded.target.send, "GET", p) for p in paths))
-    for path, answer in zip(paths, answers):
+    for path, answer in zip(paths, answers, strict=True):
         assert answer.status < 500, (path, answer)
         check_answer(answer)
 
 
-async def test_wrong_methods_on_every_route_get_405_json_with_allow(open_log) -> None:
+async def test_wrong_methods_on_every_route_get_405_json_with_allow(open_log: OpenLog) -> None:
     seeded = await _seeded(open_log)
     paths = GET_ROUTES + [RETRIEVE, INDEX, f"{ENTRIES}/{seeded.uuids[0]}", "/tile/0/000.p/3"]
 
@@ -487,9 +496,10 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
-async def test_malformed_http_gets_4xx_and_the_server_stays_healthy(open_log, case: str) -> None:
+async def test_malformed_http_gets_4xx_and_the_server_stays_healthy(open_log: OpenLog, case: str) -> None:
     seeded = await _seeded(open_log, entries=1)
     port = seeded.target.client.server.port
+    assert port is not None
     response = await _raw(port, MALFORMED[case])
     statuses = _statuses(response)
     # Errors aiohttp's parser finds never reach the app: they are text/plain 400s, and header
@@ -506,7 +516,9 @@ async def test_malformed_http_gets_4xx_and_the_server_stays_healthy(open_log, ca
 # -- 10,000 distinct bad submissions -----------------------------------------------------------------
 def _rss() -> int:
     status = Path("/proc/self/status").read_text()
-    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024
+    rss = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    assert rss is not None, status
+    return int(rss.group(1)) * 1024
 
 
 def _bad_submissions(n: int, start: int = 0) -> Iterator[bytes]:
@@ -521,7 +533,7 @@ def _bad_submissions(n: int, start: int = 0) -> Iterator[bytes]:
         yield json.dumps(proposed).encode()
 
 
-async def test_10000_distinct_bad_submissions_append_nothing_and_memory_stays_flat(open_log) -> None:
+async def test_10000_distinct_bad_submissions_append_nothing_and_memory_stays_flat(open_log: OpenLog) -> None:
     seeded = await _seeded(open_log, entries=1)
     url = seeded.target.base + ENTRIES
     statuses: dict[int, int] = {}
@@ -594,9 +606,8 @@ async def test_slow_clients_are_timed_out_and_the_server_stays_healthy(tmp_path:
                 assert err["code"] == 408
         for _, writer in conns:
             writer.close()
-        async with aiohttp.ClientSession() as s:
-            async with s.get(f"http://127.0.0.1:{port}/api/v1/log") as r:
-                assert r.status == 200 and (await r.json())["treeSize"] == 0
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/api/v1/log") as r:
+            assert r.status == 200 and (await r.json())["treeSize"] == 0
     finally:
         out = stop(proc)
     assert "unexpected error" not in out, out

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from tlog.errors import InvalidInput
 from tlog.core.image import ImageRef, parse_image_ref, payload_digest, simple_signing_payload
+from tlog.errors import InvalidInput
 
 DIGEST = "sha256:" + "ab" * 32
 

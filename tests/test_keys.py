@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -10,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from tlog.errors import InvalidInput, VerificationError
 from tlog.core.keys import KEY_TYPES, LogKey, LogPublicKey
+from tlog.errors import InvalidInput, VerificationError
 
 # RFC 8410 §4: an Ed25519 SubjectPublicKeyInfo is this fixed prefix and the 32-byte key.
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
@@ -108,14 +109,18 @@ def test_ed25519_key_verifies_only_ed25519_signatures() -> None:
         ecdsa.public_key.verify(ed.sign(b"x"), b"x")
 
 
-def _spki(k: object) -> bytes:
-    return k.public_key().public_bytes(  # type: ignore[attr-defined]
+# The keys these tests make: our two kinds, and others a log key must not be.
+_AnyPrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def _spki(k: _AnyPrivateKey) -> bytes:
+    return k.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
-def _pkcs8(k: object, enc: serialization.KeySerializationEncryption | None = None) -> bytes:
-    return k.private_bytes(  # type: ignore[attr-defined]
+def _pkcs8(k: _AnyPrivateKey, enc: serialization.KeySerializationEncryption | None = None) -> bytes:
+    return k.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         enc or serialization.NoEncryption(),
@@ -130,7 +135,7 @@ def _pkcs8(k: object, enc: serialization.KeySerializationEncryption | None = Non
         pytest.param(lambda: rsa.generate_private_key(65537, 2048), id="rsa"),
     ],
 )
-def test_unsupported_key_algorithms_are_rejected(make) -> None:  # type: ignore[no-untyped-def]
+def test_unsupported_key_algorithms_are_rejected(make: Callable[[], _AnyPrivateKey]) -> None:
     k = make()
     with pytest.raises(InvalidInput, match="Ed25519 or ECDSA P-256"):
         LogPublicKey.from_der(_spki(k))

@@ -10,48 +10,53 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from pytest_aiohttp import AiohttpClient
 
-from tlog.errors import TlogError
-from tlog.core.keys import LogKey
-from tlog.core.cosignature import CosignatureSigner
-from tlog.core.merkle import fold_subtrees, leaf_hash, root_from_leaf_hashes
 from tlog.audit.monitor import (
     ForkAlert,
     MonitorOptions,
     Watchlist,
     WitnessQuorumError,
-    extend_compact_range,
     load_state,
     monitor_round,
 )
-from tlog.server.sequencer import Admitted
-from tlog.core.trusted import TrustedLog
 from tlog.client.trust import save_trust
+from tlog.core.cosignature import CosignatureSigner
+from tlog.core.keys import LogKey
+from tlog.core.merkle import leaf_hash
+from tlog.core.trusted import TrustedLog
+from tlog.errors import TlogError
+from tlog.server.log import Log
+from tlog.server.sequencer import Admitted
 
-from .support import Signer
+from .support import ApiClient, OpenLog, Signer
 from .test_serve import free_port, start, stop, wait_ready
 
 TLOG = [sys.executable, "-m", "cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def grow(lg, n: int) -> list[bytes]:
+async def grow(lg: Log, n: int) -> list[bytes]:
     """Append n distinct synthetic bodies through the real sequencer (not hashedrekord)."""
     bodies = [b"synthetic " + os.urandom(8).hex().encode() for _ in range(n)]
     await asyncio.gather(*[lg.sequencer.submit(Admitted(b, leaf_hash(b), ())) for b in bodies])
     return bodies
 
 
-async def submit(client, signer: Signer, artifact: bytes) -> int:
+async def submit(client: ApiClient, signer: Signer, artifact: bytes) -> int:
     r = await client.post("/api/v1/log/entries", json=signer.proposed(artifact))
     assert r.status == 201, await r.text()
     (entry,) = (await r.json()).values()
-    return entry["logIndex"]
+    index = entry["logIndex"]
+    assert isinstance(index, int)
+    return index
 
 
 def write_log_key(data_dir: Path, key: LogKey) -> None:
@@ -62,11 +67,12 @@ def write_log_key(data_dir: Path, key: LogKey) -> None:
     os.close(fd)
 
 
-def pinned(lg, client) -> TrustedLog:
+def pinned(lg: Log, client: ApiClient) -> TrustedLog:
     return TrustedLog(str(client.make_url("")).rstrip("/"), lg.origin, lg.public_key)
 
 
-async def tampering_proxy(aiohttp_client, upstream, tamper):
+async def tampering_proxy(aiohttp_client: AiohttpClient, upstream: ApiClient,
+                          tamper: Callable[[str, bytes], bytes]) -> ApiClient:
     """A log that misbehaves: serves what the real one does, through tamper(path, body)."""
 
     async def forward(request: web.Request) -> web.Response:
@@ -80,17 +86,8 @@ async def tampering_proxy(aiohttp_client, upstream, tamper):
     return await aiohttp_client(app)
 
 
-def test_compact_range_matches_the_reference_root() -> None:
-    leaves = [leaf_hash(b"%d" % i) for i in range(600)]
-    size, nodes = 0, []
-    for cut in (1, 2, 3, 255, 256, 257, 511, 600):
-        size, nodes = extend_compact_range(size, nodes, leaves[size:cut])
-        assert size == cut and len(nodes) == bin(cut).count("1")
-        assert fold_subtrees(nodes) == root_from_leaf_hashes(leaves[:cut])
-
-
 async def test_monitor_follows_a_log_across_tile_boundaries_and_reports_watched_entries(
-        open_log, tmp_path: Path) -> None:
+        open_log: OpenLog, tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0)
     watched, other = Signer(), Signer()
     artifact = b"release-1.0.tar.gz"
@@ -101,7 +98,7 @@ async def test_monitor_follows_a_log_across_tile_boundaries_and_reports_watched_
     options = MonitorOptions(watch=Watchlist.build(
         [("me.pub", watched.pem)], [hashlib.sha256(artifact).hexdigest().upper()]))
     state_path = tmp_path / "state" / "monitor.json"
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     progress: list[tuple[int, int]] = []
 
     state = await monitor_round(pinned(lg, client), state_path, options, events.append,
@@ -123,7 +120,8 @@ async def test_monitor_follows_a_log_across_tile_boundaries_and_reports_watched_
     state = await monitor_round(pinned(lg, client), state_path, options, events.append,
                                 lambda d, t: progress.append((d, t)))
     assert state.size == 564 and state.root == lg.head.root
-    assert events[0]["previousSize"] == 263 and events[0]["newEntries"] == 301
+    first = events[0]  # a new name: mypy still holds events[0]["previousSize"] to be None
+    assert first["previousSize"] == 263 and first["newEntries"] == 301
     assert [e["index"] for e in events if e["event"] == "match"] == [late]
     assert progress[-1] == (301, 301)
 
@@ -132,7 +130,7 @@ async def test_monitor_follows_a_log_across_tile_boundaries_and_reports_watched_
     assert [e["event"] for e in events] == ["checkpoint"] and events[0]["newEntries"] == 0
 
 
-async def test_fork_alerts_leave_the_state_alone(open_log, tmp_path: Path) -> None:
+async def test_fork_alerts_leave_the_state_alone(open_log: OpenLog, tmp_path: Path) -> None:
     """Two logs with one key and one name but different entries: the second is a fork."""
     key = LogKey.generate("ed25519")
     dirs = [tmp_path / "a", tmp_path / "b"]
@@ -148,7 +146,7 @@ async def test_fork_alerts_leave_the_state_alone(open_log, tmp_path: Path) -> No
     await monitor_round(a, state_path, MonitorOptions(), lambda e: None)
     saved = state_path.read_bytes()
 
-    async def alert(lg_url: TrustedLog) -> dict:
+    async def alert(lg_url: TrustedLog) -> dict[str, Any]:
         with pytest.raises(ForkAlert) as caught:
             await monitor_round(lg_url, state_path, MonitorOptions(), lambda e: None)
         assert state_path.read_bytes() == saved
@@ -173,7 +171,7 @@ async def test_fork_alerts_leave_the_state_alone(open_log, tmp_path: Path) -> No
 
 
 async def test_entries_that_do_not_hash_to_the_checkpoint_are_an_alert(
-        open_log, aiohttp_client, tmp_path: Path) -> None:
+        open_log: OpenLog, aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0)
     await grow(lg, 5)
     state_path = tmp_path / "monitor.json"
@@ -189,7 +187,7 @@ async def test_entries_that_do_not_hash_to_the_checkpoint_are_an_alert(
     assert caught.value.event["kind"] == "bad_entries" and state_path.read_bytes() == saved
 
 
-async def test_state_of_another_log_or_corrupt_state_is_an_error(open_log, tmp_path: Path) -> None:
+async def test_state_of_another_log_or_corrupt_state_is_an_error(open_log: OpenLog, tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0)
     await grow(lg, 3)
     state_path = tmp_path / "monitor.json"
@@ -204,7 +202,8 @@ async def test_state_of_another_log_or_corrupt_state_is_an_error(open_log, tmp_p
         load_state(state_path)
 
 
-async def test_missing_witness_cosignatures_do_not_advance_the_state(open_log, tmp_path: Path) -> None:
+async def test_missing_witness_cosignatures_do_not_advance_the_state(open_log: OpenLog,
+                                                                     tmp_path: Path) -> None:
     lg, client = await open_log(batch_ms=0)
     await grow(lg, 3)
     state_path = tmp_path / "monitor.json"
@@ -217,7 +216,7 @@ async def test_missing_witness_cosignatures_do_not_advance_the_state(open_log, t
         MonitorOptions(witnesses=(witness,), min_witnesses=2)
 
 
-def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TLOG, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
@@ -228,10 +227,10 @@ async def test_cli_monitor_on_two_served_logs_with_one_key_raises_a_fork_alert(t
     procs = []
     for name in ("a", "b"):
         write_log_key(tmp_path / name, key)
-    for name, port in zip(("a", "b"), ports):
+    for name, port in zip(("a", "b"), ports, strict=True):
         procs.append(start(tmp_path / name, port, "--public-url", "http://log.test"))
     try:
-        for port, proc in zip(ports, procs):
+        for port, proc in zip(ports, procs, strict=True):
             await wait_ready(port, proc)
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         trust = tmp_path / "trust.json"
@@ -241,8 +240,8 @@ async def test_cli_monitor_on_two_served_logs_with_one_key_raises_a_fork_alert(t
         async with aiohttp.ClientSession() as s:
             for url, artifacts in ((urls[0], [b"a1", b"a2"]), (urls[1], [b"b1", b"b2"])):
                 for art in artifacts:
-                    async with s.post(f"{url}/api/v1/log/entries", json=me.proposed(art)) as r:
-                        assert r.status == 201
+                    async with s.post(f"{url}/api/v1/log/entries", json=me.proposed(art)) as resp:
+                        assert resp.status == 201
         state = tmp_path / "state.json"
         common = ["--trust", str(trust), "--state", str(state)]
 
@@ -259,9 +258,9 @@ async def test_cli_monitor_on_two_served_logs_with_one_key_raises_a_fork_alert(t
         assert event["event"] == "fork" and event["kind"] == "root_mismatch"
         assert state.read_bytes() == saved
 
-        async with aiohttp.ClientSession() as s:
-            async with s.post(f"{urls[1]}/api/v1/log/entries", json=me.proposed(b"b3")) as r2:
-                assert r2.status == 201
+        async with aiohttp.ClientSession() as s, \
+                s.post(f"{urls[1]}/api/v1/log/entries", json=me.proposed(b"b3")) as resp:
+            assert resp.status == 201
         r = _run("monitor", "--log-url", urls[1], *common)
         assert r.returncode == 3 and "FORK ALERT log.test" in r.stderr and "size 2" in r.stderr
         assert "Traceback" not in r.stderr and state.read_bytes() == saved
@@ -270,12 +269,13 @@ async def test_cli_monitor_on_two_served_logs_with_one_key_raises_a_fork_alert(t
         assert r.returncode == 0 and "log.test: size 2, unchanged" in r.stdout
 
         # A long-running monitor stops cleanly on Ctrl-C between rounds.
-        proc = subprocess.Popen([*TLOG, "monitor", "--log-url", urls[0], *common, "--interval", "30"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        assert "unchanged" in proc.stdout.readline()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-        assert proc.returncode == 0 and "Traceback" not in err, err
+        monitor = subprocess.Popen([*TLOG, "monitor", "--log-url", urls[0], *common, "--interval", "30"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        assert monitor.stdout is not None
+        assert "unchanged" in monitor.stdout.readline()
+        monitor.send_signal(signal.SIGINT)
+        _, err = monitor.communicate(timeout=10)
+        assert monitor.returncode == 0 and "Traceback" not in err, err
     finally:
         for proc in procs:
             stop(proc)

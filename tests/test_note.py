@@ -7,8 +7,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tlog.errors import InvalidInput, VerificationError
-from tlog.core.keys import LogKey
+from tlog.core.keys import KeyType, LogKey
 from tlog.core.note import (
     MAX_SIGNATURES,
     Ed25519NoteSigner,
@@ -30,6 +29,7 @@ from tlog.core.note import (
     parse_verifier_key,
     sign_note,
 )
+from tlog.errors import InvalidInput, VerificationError
 
 # golang.org/x/mod/sumdb/note note_test.go (TestSign, TestOpen, TestVerifierList).
 PETER_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
@@ -183,9 +183,8 @@ def test_parse_verifier_key_accepts_other_implementations_keys() -> None:
 
 def test_cosignature_key_id_matches_a_published_witness_key() -> None:
     # transparency-dev/formats note_cosigv1_test.go: a native type 0x04 witness vkey.
-    name, hex_id, b64 = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2".split(
-        "+", 2
-    )
+    vkey = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2"
+    name, hex_id, b64 = vkey.split("+", 2)
     raw = base64.b64decode(b64)
     assert raw[0] == 0x04
     assert cosignature_key_id(name, raw[1:]).hex() == hex_id
@@ -350,15 +349,15 @@ def test_note_signature_checks_its_fields() -> None:
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
-def test_spki_signer_uses_log_id_prefix_and_verifies(key_type: str) -> None:
-    key = LogKey.generate(key_type)  # type: ignore[arg-type]
+def test_spki_signer_uses_log_id_prefix_and_verifies(key_type: KeyType) -> None:
+    key = LogKey.generate(key_type)
     signer = SpkiNoteSigner("log.example", key)
     verifier = SpkiNoteVerifier("log.example", key.public_key)
     assert signer.key_id == verifier.key_id == key.public_key.log_id()[:4]
     msg = sign_note(TEXT, [signer])
     assert open_note(msg, [verifier]).signatures[0].key_id == signer.key_id
     # A different key of the same type with the same name is a different (unknown) key.
-    stranger = SpkiNoteVerifier("log.example", LogKey.generate(key_type).public_key)  # type: ignore[arg-type]
+    stranger = SpkiNoteVerifier("log.example", LogKey.generate(key_type).public_key)
     with pytest.raises(VerificationError, match="no signature from a known key"):
         open_note(msg, [stranger])
     with pytest.raises(VerificationError):

@@ -8,11 +8,11 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from .support import Signer
+from .support import OpenLog, Signer
 from .test_serve import free_port, start, stop, wait_ready
 
 
-def _samples(text: str) -> dict[tuple[str, tuple], float]:
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -20,8 +20,8 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
     return out
 
 
-async def test_metrics_count_outcomes_batches_and_requests(open_log) -> None:
-    lg, client = await open_log(batch_ms=0)
+async def test_metrics_count_outcomes_batches_and_requests(open_log: OpenLog) -> None:
+    _, client = await open_log(batch_ms=0)
     signer = Signer()
     dup = signer.proposed(b"dup")
     for p in (signer.proposed(), signer.proposed(), dup, dup, {"kind": "nope"}):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,14 +18,14 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from openapi_spec_validator import validate
 
-from tlog.server import api
-
-from tlog.core.entries import hashedrekord
+from tlog.core.digests import DIGESTS
+from tlog.core.rekor import API_PREFIX
 from tlog.server.api import make_app
+from tlog.server.limits import MAX_RETRIEVE_INDEXES, MAX_RETRIEVE_UUIDS
 from tlog.server.log import Log, LogConfig
-from tlog.server.openapi import MAX_SEARCH_ITEMS, OPENAPI_PATH, openapi_spec
+from tlog.server.openapi import OPENAPI_PATH, openapi_spec
 
-from .support import Signer
+from .support import OpenLog, Signer
 from .test_serve import free_port, start, stop, wait_ready
 
 # Generated requests per operation and phase: about 20 s for the whole API in `make test`.
@@ -40,13 +41,32 @@ def test_spec_is_a_valid_openapi_document() -> None:
     assert "servers" not in openapi_spec()
 
 
-def test_spec_limits_match_the_server() -> None:
+def test_spec_states_the_limits_and_digests_the_server_enforces() -> None:
     schemas = openapi_spec()["components"]["schemas"]
-    assert MAX_SEARCH_ITEMS == api.MAX_RETRIEVE
-    for field in ("entryUUIDs", "logIndexes"):
-        assert schemas["SearchLogQuery"]["properties"][field]["maxItems"] == api.MAX_RETRIEVE
+    query = schemas["SearchLogQuery"]["properties"]
+    assert query["entryUUIDs"]["maxItems"] == MAX_RETRIEVE_UUIDS
+    assert query["logIndexes"]["maxItems"] == MAX_RETRIEVE_INDEXES
     hash_ = schemas["ProposedEntry"]["properties"]["spec"]["properties"]["data"]["properties"]["hash"]
-    assert hash_["properties"]["algorithm"]["enum"] == sorted(hashedrekord.DIGEST_SIZES)
+    assert hash_["properties"]["algorithm"]["enum"] == sorted(DIGESTS) == ["sha256", "sha384", "sha512"]
+    value = re.compile(hash_["properties"]["value"]["pattern"])
+    search = re.compile(schemas["SearchIndex"]["properties"]["hash"]["pattern"])
+    for d in DIGESTS.values():
+        assert value.match("aB" * d.size) and not value.match("a" * (d.hex_length - 1))
+        assert search.match(f"{d.name}:" + "0" * d.hex_length) and search.match("0" * d.hex_length)
+        assert not search.match(f"{d.name}:" + "0" * (d.hex_length + 2))
+    assert not search.match("md5:" + "0" * 32)
+
+
+async def test_server_enforces_the_retrieve_limits_the_spec_states(open_log: OpenLog) -> None:
+    _, client = await open_log()
+    retrieve = f"{API_PREFIX}/log/entries/retrieve"
+    cases: tuple[tuple[str, int, object], ...] = (
+        ("entryUUIDs", MAX_RETRIEVE_UUIDS, "0" * 64), ("logIndexes", MAX_RETRIEVE_INDEXES, 0))
+    for field, limit, item in cases:
+        r = await client.post(retrieve, json={field: [item] * limit})
+        assert r.status == 200, await r.text()
+        r = await client.post(retrieve, json={field: [item] * (limit + 1)})
+        assert r.status == 422 and (await r.json())["code"] == 422
 
 
 # -- the spec and the router describe the same routes ------------------------------------------
@@ -59,7 +79,8 @@ def _sample_path(template: str, operation: dict[str, Any]) -> str:
     return template
 
 
-async def test_every_registered_route_is_in_the_spec_and_every_spec_path_is_registered(tmp_path: Path) -> None:
+async def test_every_registered_route_is_in_the_spec_and_every_spec_path_is_registered(
+        tmp_path: Path) -> None:
     lg = await Log.open(LogConfig(data_dir=tmp_path / "d"))
     try:
         app = make_app(lg)
@@ -69,10 +90,14 @@ async def test_every_registered_route_is_in_the_spec_and_every_spec_path_is_regi
             for method, operation in item.items():
                 path = _sample_path(template, operation)
                 match = await app.router.resolve(make_mocked_request(method.upper(), path, app=app))
-                assert match.http_exception is None, f"{method.upper()} {template} is in the spec, not the router"
-                covered.add((match.route.resource.canonical, method.upper()))
+                assert match.http_exception is None, \
+                    f"{method.upper()} {template} is in the spec, not the router"
+                resource = match.route.resource
+                assert resource is not None
+                covered.add((resource.canonical, method.upper()))
         registered = {(r.resource.canonical, r.method) for r in app.router.routes()
-                      if r.method != "HEAD"}  # aiohttp adds HEAD to every GET by itself
+                      if r.resource is not None
+                      and r.method != "HEAD"}  # aiohttp adds HEAD to every GET by itself
         assert registered - covered == set(), "routes the spec does not describe"
         assert covered == registered
         assert (OPENAPI_PATH, "GET") in registered
@@ -81,14 +106,16 @@ async def test_every_registered_route_is_in_the_spec_and_every_spec_path_is_regi
 
 
 # -- schemathesis against a live `tlog serve` ---------------------------------------------------
-async def _ready_and_seeded(port: int, proc: subprocess.Popen, n: int) -> list[str]:
+async def _ready_and_seeded(port: int, proc: subprocess.Popen[str], n: int) -> list[str]:
     await wait_ready(port, proc)
     signers = [Signer() for _ in range(4)]
     async with aiohttp.ClientSession() as s:
         async def submit(i: int) -> str:
-            async with s.post(f"http://127.0.0.1:{port}/api/v1/log/entries", json=signers[i % 4].proposed()) as r:
+            url = f"http://127.0.0.1:{port}/api/v1/log/entries"
+            async with s.post(url, json=signers[i % 4].proposed()) as r:
                 assert r.status == 201, await r.text()
-                return next(iter(await r.json()))
+                uuid: str = next(iter(await r.json()))
+                return uuid
         return list(await asyncio.gather(*(submit(i) for i in range(n))))
 
 
@@ -160,12 +187,15 @@ def test_live_server_answers_as_its_openapi_document_says(live_log: tuple[str, l
     }
     (tmp_path / "schemathesis.toml").write_text(_toml(config))
     report = tmp_path / "report.json"
-    r = subprocess.run([sys.executable, "-m", "schemathesis.cli", "--config-file", str(tmp_path / "schemathesis.toml"), "run", "--no-color",
+    r = subprocess.run([sys.executable, "-m", "schemathesis.cli",
+                        "--config-file", str(tmp_path / "schemathesis.toml"), "run", "--no-color",
                         "--report", "json", "--report-json-path", str(report), f"{base}{OPENAPI_PATH}"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-20000:] + r.stderr[-5000:]
     # Every operation but the document itself (schemathesis skips the URL it loaded).
     summary = json.loads(report.read_text())
     operations = summary["operations"]
-    assert operations["tested"] == operations["total"] == sum(map(len, openapi_spec()["paths"].values())) - 1
-    print(f"schemathesis: {summary['test_cases']['generated']} requests over {operations['tested']} operations")
+    spec_operations = sum(map(len, openapi_spec()["paths"].values()))
+    assert operations["tested"] == operations["total"] == spec_operations - 1
+    print(f"schemathesis: {summary['test_cases']['generated']} requests over "
+          f"{operations['tested']} operations")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_block(name: str) -> str:
     text = (ROOT / "README.md").read_text()
-    m = re.search(rf"<!-- readme-test: {name} -->\n```bash\n(.*?)```", text, re.S)
+    m = re.search(rf"<!-- readme-test: {name} -->\n```bash\n(.*?)```", text, re.DOTALL)
     assert m, f"README block {name} not found"
     return m.group(1)
 

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from .support import Signer, check_log_entry
-
 from tlog.core.keys import LogKey, LogPublicKey
+
+from .support import Signer, check_log_entry
 
 TLOG = [sys.executable, "-m", "cli"]
 
@@ -23,21 +24,22 @@ TLOG = [sys.executable, "-m", "cli"]
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def start(data: Path, port: int, *extra: str) -> subprocess.Popen:
+def start(data: Path, port: int, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*TLOG, "serve", "--data-dir", str(data), "--port", str(port), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=Path(__file__).resolve().parents[1])
 
 
-async def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+async def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read()}")
+                out = proc.stdout.read() if proc.stdout else ""
+                raise AssertionError(f"server exited: {out}")
             try:
                 async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
                     if r.status == 200:
@@ -48,8 +50,9 @@ async def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 15) -> 
     raise AssertionError("server did not become ready")
 
 
-def stop(proc: subprocess.Popen) -> str:
+def stop(proc: subprocess.Popen[str]) -> str:
     proc.send_signal(signal.SIGTERM)
+    out: str
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     return out
@@ -63,10 +66,10 @@ async def test_first_start_creates_private_key_and_restart_reuses_it(tmp_path: P
     assert (key_file.stat().st_mode & 0o777) == 0o600
     pub = LogKey.from_pem(key_file.read_bytes()).public_key
     signer = Signer()
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"http://127.0.0.1:{port}/api/v1/log/entries", json=signer.proposed()) as r:
-            assert r.status == 201
-            check_log_entry(await r.json(), pub)
+    async with aiohttp.ClientSession() as s, \
+            s.post(f"http://127.0.0.1:{port}/api/v1/log/entries", json=signer.proposed()) as r:
+        assert r.status == 201
+        check_log_entry(await r.json(), pub)
     out = stop(proc)
     start_line = next(line for line in out.splitlines() if "serving" in line)
     assert f"http://127.0.0.1:{port}" in start_line and pub.log_id().hex() in start_line
@@ -74,9 +77,8 @@ async def test_first_start_creates_private_key_and_restart_reuses_it(tmp_path: P
 
     proc = start(data, port)
     await wait_ready(port, proc)
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{port}/api/v1/log/publicKey") as r:
-            assert LogPublicKey.from_pem(await r.read()) == pub
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/api/v1/log/publicKey") as r:
+        assert LogPublicKey.from_pem(await r.read()) == pub
     out = stop(proc)
     assert "tree size 1" in next(line for line in out.splitlines() if "serving" in line)
 
@@ -114,7 +116,7 @@ async def test_sigterm_drains_pending_batch(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/api/v1/log/entries"
 
     async with aiohttp.ClientSession() as s:
-        async def submit() -> tuple[int, dict | None]:
+        async def submit() -> tuple[int, dict[str, Any] | None]:
             try:
                 async with s.post(url, json=signer.proposed()) as r:
                     return r.status, (await r.json() if r.status == 201 else None)
@@ -127,7 +129,7 @@ async def test_sigterm_drains_pending_batch(tmp_path: Path) -> None:
         results = await asyncio.gather(*tasks)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
-    accepted = [b for st, b in results if st == 201]
+    accepted = [b for st, b in results if st == 201 and b is not None]
     assert len(accepted) == 20, f"queued submissions were not drained: {[st for st, _ in results]}"
 
     port2 = free_port()

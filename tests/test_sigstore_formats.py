@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,10 +28,10 @@ from sigstore_models.rekor.v1 import TransparencyLogEntry as _TransparencyLogEnt
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from tlog.core.checkpoint import Checkpoint, log_note_signers, sign_checkpoint, verify_checkpoint
-from tlog.errors import VerificationError
 from tlog.core.keys import KEY_TYPES, KeyType, LogKey, LogPublicKey
 from tlog.core.note import Ed25519NoteSigner, SpkiNoteSigner, sign_note
 from tlog.core.timestamp import set_payload, sign_set, verify_set
+from tlog.errors import VerificationError
 
 ORIGIN = "log.example.com"
 INTEGRATED_TIME = 1_700_000_000
@@ -183,7 +183,7 @@ def direct_keyring(pub: LogPublicKey) -> RekorKeyring:
                     # ProtoBytes fields take base64 (protobuf JSON) even when given bytes.
                     raw_bytes=base64.b64encode(pub.spki_der()),
                     key_details=common_v1.PublicKeyDetails[pub.key_details],
-                    valid_for=common_v1.TimeRange(start=datetime(2024, 1, 1, tzinfo=timezone.utc)),
+                    valid_for=common_v1.TimeRange(start=datetime(2024, 1, 1, tzinfo=UTC)),
                 )
             ]
         )

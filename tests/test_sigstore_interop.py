@@ -19,16 +19,17 @@ from sigstore_models.common import v1 as common_v1
 
 from tlog.core.keys import LogPublicKey
 
-from .support import Signer
+from .support import OpenLog, Signer
 
 
 def keyring_for(pub: LogPublicKey) -> RekorKeyring:
     details = getattr(common_v1.PublicKeyDetails, pub.key_details)
-    return RekorKeyring(Keyring([common_v1.PublicKey(raw_bytes=base64.b64encode(pub.spki_der()), key_details=details)]))
+    key = common_v1.PublicKey(raw_bytes=base64.b64encode(pub.spki_der()), key_details=details)
+    return RekorKeyring(Keyring([key]))
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
-async def test_sigstore_verifies_our_entries(open_log, key_type: str) -> None:
+async def test_sigstore_verifies_our_entries(open_log: OpenLog, key_type: str) -> None:
     lg, client = await open_log(key_type=key_type, batch_ms=10)
     signer = Signer()
     keyring = keyring_for(lg.public_key)
@@ -44,7 +45,7 @@ async def test_sigstore_verifies_our_entries(open_log, key_type: str) -> None:
 
 
 @pytest.mark.parametrize("field", ["set", "checkpoint", "hash", "index"])
-async def test_sigstore_rejects_tampered_entries(open_log, field: str) -> None:
+async def test_sigstore_rejects_tampered_entries(open_log: OpenLog, field: str) -> None:
     lg, client = await open_log()
     signer = Signer()
     for _ in range(3):

@@ -1,29 +1,131 @@
-"""Storage: append-only history enforced by the schema, recovery without rehashing."""
+"""Storage: the contract every driver keeps (run against each one in
+tests/storage_contract.py's `DRIVERS`), then what only SQLite can show: history that the
+schema itself refuses to rewrite."""
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tlog.core.merkle import leaf_hash
-from tlog.server.storage.sqlite import NewEntry, Storage, StorageError, StoredCheckpoint
-from tlog.server.tree import TreeState
+from tlog.core.merkle import leaf_hash, node_hash
+from tlog.core.tiles import TileRef, encode_entry_bundle
+from tlog.server.layout import DB_FILE
+from tlog.server.storage.base import NewEntry, NoStorage, StorageError, StoredCheckpoint
+from tlog.server.storage.memory import MemoryDriver
+from tlog.server.storage.sqlite import SqliteStorage
+from tlog.server.tree import TileWrite, TreeState
+
+from .storage_contract import TIME, Driver, append, body, driver_fixture, fill  # noqa: F401 (fixture)
+from .support import OpenLog, Signer, check_log_entry
+
+LEAVES = [leaf_hash(body(i)) for i in range(1000)]
 
 
-async def _filled(path: Path, n: int) -> tuple[Storage, TreeState]:
-    st = await Storage.open(path)
+async def test_a_new_storage_is_empty(driver: Driver) -> None:
+    st = await driver.open()
+    assert await st.get_meta() == {}
+    assert await st.latest_checkpoint() is None
+    rec = await st.recover()
+    assert (rec.size, rec.level8, rec.tail_leaves, rec.checkpoint) == (0, [], [], None)
+    assert await st.read_entries([0, 1]) == {} and await st.read_entries([]) == {}
+    assert await st.read_entry_range(0, 256) == []
+    assert await st.read_tile(0, 0) == b""
+    assert await st.read_leaf_tiles([0, 1]) == {} and await st.read_leaf_tiles([]) == {}
+    assert await st.find_leaves([LEAVES[0]]) == {} and await st.find_leaves([]) == {}
+    assert await st.search([1]) == [] and await st.search([]) == []
+    await st.ping()
+    await st.close()
+
+
+async def test_identity_is_recorded_once(driver: Driver) -> None:
+    st = await driver.open()
+    await st.init_meta({"log_id": "ab", "origin": "example.org/log"})
+    with pytest.raises(StorageError):
+        await st.init_meta({"log_id": "cd"})
+    with pytest.raises(StorageError):
+        await st.init_meta({"other": "x"})
+    await st.close()
+    st = await driver.open()
+    meta = await st.get_meta()
+    assert meta["log_id"] == "ab" and meta["origin"] == "example.org/log" and "other" not in meta
+    await st.close()
+
+
+async def test_a_batch_reads_back_entry_by_entry_and_by_range(driver: Driver) -> None:
+    st = await driver.open()
+    state = await fill(st, 300)
+    got = await st.read_entries([0, 299, 300, 7])
+    assert got == {0: (TIME, body(0)), 299: (TIME, body(299)), 7: (TIME, body(7))}
+    assert await st.read_entry_range(250, 310) == [body(i) for i in range(250, 300)]
+    assert await st.read_entry_range(-3, 2) == [body(0), body(1)]
+    assert await st.read_entry_range(0, 10**12) == [body(i) for i in range(300)]
+    assert await st.read_entry_range(5, 5) == []
+    cp = await st.latest_checkpoint()
+    assert cp == StoredCheckpoint(300, state.root(), b"note", TIME)
+    await st.close()
+
+
+async def test_tiles_join_their_chunks_and_refuse_a_gap(driver: Driver) -> None:
+    st = await driver.open()
+    await fill(st, 300)  # tile 0/0 is stored in three chunks (0, 100, 200), 0/1 in one
+    full = b"".join(LEAVES[:256])
+    assert await st.read_tile(0, 0) == full
+    assert await st.read_tile(0, 1) == b"".join(LEAVES[256:300])
+    pairs = LEAVES[:256]
+    while len(pairs) > 1:
+        pairs = [node_hash(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+    assert await st.read_tile(1, 0) == pairs[0]  # the level-8 node over tile 0/0
+    assert await st.read_leaf_tiles([1, 0, 5, 1]) == {0: full, 1: b"".join(LEAVES[256:300])}
+    # A chunk that does not continue the tile (a lost write, a bug) is corruption on read.
+    cp = await st.latest_checkpoint()
+    assert cp is not None
+    await st.append_batch([], TIME, [TileWrite(0, 9, 3, LEAVES[0])],
+                          StoredCheckpoint(301, cp.root, b"n", TIME))
+    with pytest.raises(StorageError, match="tile 0/9 is corrupt"):
+        await st.read_tile(0, 9)
+    with pytest.raises(StorageError, match="tile 0/9 is corrupt"):
+        await st.read_leaf_tiles([0, 9])
+    await st.close()
+
+
+async def test_find_leaves_confirms_prefix_hits_against_the_bodies(driver: Driver) -> None:
+    st = await driver.open()
+    await fill(st, 10)
+    found = await st.find_leaves([LEAVES[7], LEAVES[3], leaf_hash(b"nope")])
+    assert found == {LEAVES[7]: 7, LEAVES[3]: 3}
+    # An index row whose prefix matches but whose body hashes otherwise (an 8-byte
+    # collision) is no hit.
+    decoy = leaf_hash(b"decoy")
+    await st.append_batch([NewEntry(10, b"not the decoy", decoy, ())], TIME, [],
+                          StoredCheckpoint(11, b"r" * 32, b"n", TIME))
+    assert await st.find_leaves([decoy]) == {}
+    assert await st.find_leaves([decoy], writer=True) == {}
+    assert await st.find_leaves([LEAVES[9]], writer=True) == {LEAVES[9]: 9}
+    await st.close()
+
+
+async def test_search_gives_distinct_candidates_in_index_order(driver: Driver) -> None:
+    st = await driver.open()
+    # Entry i has keys i % 3 and 100 (twice: a repeated key is stored once).
+    await append(st, TreeState.empty(), [body(i) for i in range(7)], keys=lambda i: (i % 3, 100, 100))
+    assert await st.search([1]) == [1, 4]
+    assert await st.search([2, 1, 2]) == [1, 2, 4, 5]
+    assert await st.search([100]) == list(range(7))
+    assert await st.search([5]) == []
+    await st.close()
+
+
+async def test_latest_checkpoint_is_the_largest(driver: Driver) -> None:
+    st = await driver.open()
     state = TreeState.empty()
-    for start in range(0, n, 100):
-        bodies = [f"body-{i}".encode() for i in range(start, min(n, start + 100))]
-        leaves = [leaf_hash(b) for b in bodies]
-        new, writes = state.extended(leaves)
-        entries = [NewEntry(state.size + i, b, h, (i,)) for i, (b, h) in enumerate(zip(bodies, leaves))]
-        await st.append_batch(entries, 1700000000, writes,
-                              StoredCheckpoint(new.size, new.root(), b"note", 1700000000))
-        state = new
-    return st, state
+    for n in (1, 5, 2):
+        state = await append(st, state, [body(state.size + i) for i in range(n)])
+        cp = await st.latest_checkpoint()
+        assert cp is not None and (cp.size, cp.root) == (state.size, state.root())
+    await st.close()
 
 
 @pytest.mark.parametrize("statement", [
@@ -37,37 +139,124 @@ async def _filled(path: Path, n: int) -> tuple[Storage, TreeState]:
     "DELETE FROM search_index",
     "UPDATE meta SET value = 'x'",
 ])
-async def test_history_cannot_be_rewritten(tmp_path: Path, statement: str) -> None:
-    st, _ = await _filled(tmp_path / "log.db", 300)
+async def test_sqlite_schema_refuses_to_rewrite_history(tmp_path: Path, statement: str) -> None:
+    st = await SqliteStorage.open_in(tmp_path)
+    await fill(st, 300)
     await st.init_meta({"log_id": "ab"})
     await st.close()
-    con = sqlite3.connect(tmp_path / "log.db")
+    con = sqlite3.connect(tmp_path / DB_FILE)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         con.execute(statement)
     con.close()
 
 
-async def test_recover_rebuilds_tree_from_tiles(tmp_path: Path) -> None:
-    st, state = await _filled(tmp_path / "log.db", 1000)
+async def test_recover_after_reopen_rebuilds_the_tree_from_tiles(driver: Driver) -> None:
+    st = await driver.open()
+    state = await fill(st, 1000)
     await st.close()
-    st = await Storage.open(tmp_path / "log.db")
+    st = await driver.open()
     rec = await st.recover()
     assert rec.size == 1000 and len(rec.level8) == 3 and len(rec.tail_leaves) == 1000 - 768
     assert TreeState.restore(rec.size, rec.level8, rec.tail_leaves).root() == state.root()
-    found = await st.find_leaves([leaf_hash(b"body-7"), leaf_hash(b"nope")])
-    assert found == {leaf_hash(b"body-7"): 7}
+    assert rec.checkpoint == await st.latest_checkpoint()
+    assert await st.find_leaves([LEAVES[7], leaf_hash(b"nope")]) == {LEAVES[7]: 7}
     await st.close()
 
 
-async def test_failed_batch_leaves_nothing_half_written(tmp_path: Path) -> None:
-    st, state = await _filled(tmp_path / "log.db", 10)
+async def test_recover_refuses_entries_the_checkpoint_does_not_cover(driver: Driver) -> None:
+    st = await driver.open()
+    state = await fill(st, 10)
+    await st.append_batch([NewEntry(10, b"x", leaf_hash(b"x"), ())], TIME, [],
+                          StoredCheckpoint(5, state.root(), b"n", TIME))  # stored, but not covered
+    with pytest.raises(StorageError, match="holds 11 entries but its latest checkpoint is at size 10"):
+        await st.recover()
+    await st.close()
+
+
+@pytest.mark.parametrize("clash", ["entry index", "entry twice in the batch", "tile chunk",
+                                   "checkpoint size"])
+async def test_a_batch_that_would_rewrite_history_stores_nothing(driver: Driver, clash: str) -> None:
+    st = await driver.open()
+    state = await fill(st, 10)
     new, writes = state.extended([leaf_hash(b"x"), leaf_hash(b"y")])
-    # Index 5 already exists: the whole batch must roll back, entries and tiles alike.
-    entries = [NewEntry(10, b"x", leaf_hash(b"x"), ()), NewEntry(5, b"y", leaf_hash(b"y"), ())]
+    entries = [NewEntry(10, b"x", leaf_hash(b"x"), (77,)), NewEntry(11, b"y", leaf_hash(b"y"), (77,))]
+    checkpoint = StoredCheckpoint(12, new.root(), b"n", 1)
+    if clash == "entry index":
+        entries[1] = NewEntry(5, b"y", leaf_hash(b"y"), (77,))
+    elif clash == "entry twice in the batch":
+        entries[1] = NewEntry(10, b"y", leaf_hash(b"y"), (77,))
+    elif clash == "tile chunk":
+        writes = [*writes, TileWrite(0, 0, 0, LEAVES[0])]
+    else:
+        checkpoint = StoredCheckpoint(10, new.root(), b"n", 1)
     with pytest.raises(StorageError):
-        await st.append_batch(entries, 1, writes, StoredCheckpoint(12, new.root(), b"n", 1))
+        await st.append_batch(entries, 1, writes, checkpoint)
     new.truncate_to(state)
+    # Nothing of the batch is stored: not its entries, index rows, tiles or checkpoint.
     rec = await st.recover()
     assert rec.size == 10 and rec.checkpoint is not None and rec.checkpoint.size == 10
-    assert len(rec.tail_leaves) == 10
+    assert rec.tail_leaves == LEAVES[:10]
+    assert await st.read_entries([10, 11]) == {} and await st.search([77]) == []
+    assert await st.find_leaves([leaf_hash(b"x"), leaf_hash(b"y")]) == {}
+    assert await st.read_tile(0, 0) == b"".join(LEAVES[:10])
     await st.close()
+
+
+async def test_read_only_storage_serves_reads_and_refuses_writes(driver: Driver) -> None:
+    with pytest.raises(NoStorage):  # nothing to serve yet, and nothing is created
+        await driver.open(read_only=True)
+    assert not (driver.data_dir / DB_FILE).exists()
+    st = await driver.open()
+    state = await fill(st, 10)
+    await st.init_meta({"log_id": "ab"})
+    await st.close()
+    st = await driver.open(read_only=True)
+    assert await st.read_entries([3]) == {3: (TIME, body(3))}
+    assert (await st.recover()).size == 10
+    await st.ping()
+    new, writes = state.extended([leaf_hash(b"x")])
+    with pytest.raises(StorageError):
+        await st.append_batch([NewEntry(10, b"x", leaf_hash(b"x"), ())], TIME, writes,
+                              StoredCheckpoint(11, new.root(), b"n", TIME))
+    with pytest.raises(StorageError):
+        await st.init_meta({"origin": "o"})
+    assert (await st.recover()).size == 10 and "origin" not in await st.get_meta()
+    await st.close()
+
+
+async def test_a_whole_log_serves_http_on_every_driver(driver: Driver, open_log: OpenLog,
+                                                      signer: Signer) -> None:
+    """A real Log and HTTP API on each driver: submit, read back, search, tiles, reopen."""
+    lg, client = await open_log(data_dir=driver.data_dir, storage_factory=driver.factory, batch_ms=0)
+    entries = []
+    for _ in range(3):
+        r = await client.post("/api/v1/log/entries", json=signer.proposed())
+        assert r.status == 201, await r.text()
+        entries.append(check_log_entry(await r.json(), lg.public_key))
+    uuid, entry = entries[1]
+    r = await client.get("/api/v1/log/entries", params={"logIndex": "1"})
+    assert check_log_entry(await r.json(), lg.public_key)[0] == uuid
+    r = await client.get(f"/api/v1/log/entries/{uuid}")
+    assert r.status == 200 and check_log_entry(await r.json(), lg.public_key)[1]["body"] == entry["body"]
+    r = await client.post("/api/v1/index/retrieve", json={"publicKey": {
+        "format": "x509", "content": base64.b64encode(signer.pem).decode()}})
+    assert sorted(await r.json()) == sorted(u for u, _ in entries)
+    bundle = await (await client.get(f"/{TileRef(None, 0, 3).path()}")).read()
+    assert bundle == encode_entry_bundle([base64.b64decode(e["body"]) for _, e in entries])
+    size, root = lg.head.state.size, lg.head.root
+    await lg.close()
+    lg, client = await open_log(data_dir=driver.data_dir, storage_factory=driver.factory)
+    assert (lg.head.state.size, lg.head.root) == (size, root)
+    r = await client.get("/api/v1/log/entries", params={"logIndex": "2"})
+    assert check_log_entry(await r.json(), lg.public_key)[0] == entries[2][0]
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_memory_driver_keeps_the_log_across_handles_only(tmp_path: Path) -> None:
+    """Each MemoryDriver is its own database: a second one starts empty."""
+    first = MemoryDriver()
+    st = await first(tmp_path)
+    await fill(st, 3)
+    await st.close()
+    assert (await (await first(tmp_path)).recover()).size == 3
+    assert (await (await MemoryDriver()(tmp_path)).recover()).size == 0

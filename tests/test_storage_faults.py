@@ -10,13 +10,22 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from tlog.core.merkle import verify_consistency
+from tlog.server.log import Log
+from tlog.server.storage.sqlite import SqliteStorage
 
-from .support import Signer, check_log_entry
+from .support import ApiClient, OpenLog, Signer, check_log_entry
 
 ENTRIES = "/api/v1/log/entries"
+
+
+def _writer(lg: Log) -> aiosqlite.Connection:
+    """The log's SQLite writer connection, where these tests inject faults."""
+    assert isinstance(lg.storage, SqliteStorage)
+    return lg.storage._w
 
 
 @pytest.fixture
@@ -45,7 +54,7 @@ def _fill(mnt: Path) -> Path:
     return filler
 
 
-async def _assert_refused_cleanly(lg, client, signer: Signer, expected_size: int) -> None:
+async def _assert_refused_cleanly(lg: Log, client: ApiClient, signer: Signer, expected_size: int) -> None:
     r = await client.post(ENTRIES, json=signer.proposed())
     assert r.status == 503, await r.text()
     body = await r.json()
@@ -60,7 +69,7 @@ async def _assert_refused_cleanly(lg, client, signer: Signer, expected_size: int
     assert (await client.get("/readyz")).status == 503
 
 
-async def test_disk_full_then_space_returns(small_fs: Path | None, tmp_path: Path, open_log) -> None:
+async def test_disk_full_then_space_returns(small_fs: Path | None, tmp_path: Path, open_log: OpenLog) -> None:
     data = (small_fs or tmp_path) / "data"
     lg, client = await open_log(data_dir=data, batch_ms=0)
     signer = Signer()
@@ -70,13 +79,13 @@ async def test_disk_full_then_space_returns(small_fs: Path | None, tmp_path: Pat
     if small_fs is not None:
         filler = _fill(small_fs)
     else:  # no mount here: SQLite refuses to grow the file past its current pages
-        await lg.storage._w.execute("PRAGMA max_page_count = 1")
+        await _writer(lg).execute("PRAGMA max_page_count = 1")
     for _ in range(3):
         await _assert_refused_cleanly(lg, client, signer, 10)
     if small_fs is not None:
         os.unlink(filler)
     else:
-        await lg.storage._w.execute("PRAGMA max_page_count = 1073741823")
+        await _writer(lg).execute("PRAGMA max_page_count = 1073741823")
     r = await client.post(ENTRIES, json=signer.proposed())
     assert r.status == 201
     _, e = check_log_entry(await r.json(), lg.public_key)
@@ -90,17 +99,17 @@ async def test_disk_full_then_space_returns(small_fs: Path | None, tmp_path: Pat
     assert lg2.head.state.size == 11 and lg2.head.root == lg.head.root
 
 
-async def test_read_only_database_then_writable_again(tmp_path: Path, open_log) -> None:
+async def test_read_only_database_then_writable_again(tmp_path: Path, open_log: OpenLog) -> None:
     """SQLITE_READONLY on the writer (a file system cannot be remounted read-only under an
     open database, so SQLite's own read-only switch injects the fault)."""
     lg, client = await open_log(data_dir=tmp_path / "data", batch_ms=0)
     signer = Signer()
     for _ in range(5):
         assert (await client.post(ENTRIES, json=signer.proposed())).status == 201
-    await lg.storage._w.execute("PRAGMA query_only = ON")
+    await _writer(lg).execute("PRAGMA query_only = ON")
     for _ in range(2):
         await _assert_refused_cleanly(lg, client, signer, 5)
-    await lg.storage._w.execute("PRAGMA query_only = OFF")
+    await _writer(lg).execute("PRAGMA query_only = OFF")
     r = await client.post(ENTRIES, json=signer.proposed())
     assert r.status == 201
     assert lg.head.state.size == 6

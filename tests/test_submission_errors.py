@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from .support import Signer
+from .support import OpenLog, Signer
 
 ENTRIES = "/api/v1/log/entries"
 
 
 def _mutations(signer: Signer) -> dict[str, tuple[object, int]]:
     good = signer.proposed(b"x")
-    def with_(path: list[str], value: object) -> dict:
+    def with_(path: list[str], value: object) -> dict[str, Any]:
         d = copy.deepcopy(good)
         node = d
         for k in path[:-1]:
@@ -34,17 +36,19 @@ def _mutations(signer: Signer) -> dict[str, tuple[object, int]]:
         "missing spec": ({"kind": "hashedrekord", "apiVersion": "0.0.1"}, 400),
         "bad base64 signature": (with_(["spec", "signature", "content"], "!!!notb64"), 400),
         "bad base64 key": (with_(["spec", "signature", "publicKey", "content"], "%%%"), 400),
-        "bad PEM": (with_(["spec", "signature", "publicKey", "content"],
-                          base64.b64encode(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").decode()), 400),
+        "bad PEM": (with_(["spec", "signature", "publicKey", "content"], base64.b64encode(
+            b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").decode()), 400),
         "digest length mismatch": (with_(["spec", "data", "hash", "value"], "ab" * 31), 400),
         "unknown algorithm": (with_(["spec", "data", "hash", "algorithm"], "md5"), 400),
         "signature does not verify": (with_(["spec", "signature", "content"], other), 400),
-        "ed25519 key": (with_(["spec", "signature", "publicKey", "content"], base64.b64encode(ed).decode()), 400),
+        "ed25519 key": (with_(["spec", "signature", "publicKey", "content"], base64.b64encode(ed).decode()),
+                        400),
     }
 
 
 @pytest.mark.parametrize("case", list(_mutations(Signer())))
-async def test_bad_submission_gets_4xx_and_log_is_unchanged(open_log, signer: Signer, case: str) -> None:
+async def test_bad_submission_gets_4xx_and_log_is_unchanged(open_log: OpenLog, signer: Signer,
+                                                            case: str) -> None:
     lg, client = await open_log()
     await client.post(ENTRIES, json=signer.proposed(b"first"))
     before = (lg.head.state.size, lg.head.root)
@@ -65,7 +69,8 @@ async def test_bad_submission_gets_4xx_and_log_is_unchanged(open_log, signer: Si
     (b"{}", "text/plain", 415),
     (b"", "application/json", 400),
 ])
-async def test_malformed_request_bodies_get_4xx(open_log, raw: bytes, ctype: str, status: int) -> None:
+async def test_malformed_request_bodies_get_4xx(open_log: OpenLog, raw: bytes, ctype: str,
+                                                status: int) -> None:
     lg, client = await open_log(max_body=1 << 20)
     r = await client.post(ENTRIES, data=raw, headers={"Content-Type": ctype})
     assert r.status == status
@@ -73,7 +78,7 @@ async def test_malformed_request_bodies_get_4xx(open_log, raw: bytes, ctype: str
     assert lg.head.state.size == 0
 
 
-async def test_oversized_body_gets_413(open_log, signer: Signer) -> None:
+async def test_oversized_body_gets_413(open_log: OpenLog, signer: Signer) -> None:
     lg, client = await open_log()
     big = signer.proposed()
     big["padding"] = "x" * (70 * 1024)
@@ -83,7 +88,7 @@ async def test_oversized_body_gets_413(open_log, signer: Signer) -> None:
     assert lg.head.state.size == 0
 
 
-async def test_queue_beyond_max_pending_gets_503_with_retry_after(open_log) -> None:
+async def test_queue_beyond_max_pending_gets_503_with_retry_after(open_log: OpenLog) -> None:
     lg, client = await open_log(batch_ms=300, batch_size=1000, max_pending=3)
     signer = Signer()
     responses = await asyncio.gather(*[client.post(ENTRIES, json=signer.proposed()) for _ in range(8)])
@@ -94,8 +99,9 @@ async def test_queue_beyond_max_pending_gets_503_with_retry_after(open_log) -> N
     assert lg.head.state.size == 3
 
 
-async def test_restart_keeps_entries_and_checkpoints_consistent(tmp_path, open_log) -> None:
+async def test_restart_keeps_entries_and_checkpoints_consistent(tmp_path: Path, open_log: OpenLog) -> None:
     from tlog.core.merkle import verify_consistency
+
     from .support import check_log_entry
     data = tmp_path / "restart"
     lg, client = await open_log(data_dir=data, batch_ms=0)

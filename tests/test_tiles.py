@@ -7,10 +7,14 @@ import asyncio
 import pytest
 
 from tlog.core.checkpoint import verify_checkpoint
-from tlog.errors import InvalidInput
-from tlog.core.merkle import leaf_hash, root_from_leaf_hashes
-from tlog.server.sequencer import Admitted
+from tlog.core.compact import root_from_leaf_hashes
+from tlog.core.merkle import leaf_hash
 from tlog.core.tiles import TileRef, decode_entry_bundle, encode_index, parse_tile_path
+from tlog.errors import InvalidInput
+from tlog.server.log import Log
+from tlog.server.sequencer import Admitted
+
+from .support import ApiClient, OpenLog
 
 
 @pytest.mark.parametrize("n,path", [(0, "000"), (5, "005"), (999, "999"), (1000, "x001/000"),
@@ -39,7 +43,7 @@ def test_malformed_tile_paths_are_404(bad: str) -> None:
     assert e.value.status == 404
 
 
-async def fill(lg, n: int) -> list[bytes]:
+async def fill(lg: Log, n: int) -> list[bytes]:
     """Append n synthetic bodies through the real sequencer (tiles don't read bodies)."""
     bodies = [f"entry {i}".encode() for i in range(n)]
     for start in range(0, n, 8192):
@@ -48,13 +52,13 @@ async def fill(lg, n: int) -> list[bytes]:
     return bodies
 
 
-async def _get(client, path: str) -> bytes:
+async def _get(client: ApiClient, path: str) -> bytes:
     r = await client.get("/" + path)
     assert r.status == 200, (path, r.status, await r.text())
     return await r.read()
 
 
-async def _rebuild_root_from_tiles(client, size: int) -> bytes:
+async def _rebuild_root_from_tiles(client: ApiClient, size: int) -> bytes:
     """Independent reference: fetch every level-0 tile, fold with the reference MTH."""
     leaves: list[bytes] = []
     for t in range((size + 255) // 256):
@@ -66,7 +70,7 @@ async def _rebuild_root_from_tiles(client, size: int) -> bytes:
 
 
 @pytest.mark.parametrize("size", [1, 255, 256, 257, 65536 + 3])
-async def test_tiles_rebuild_the_checkpoint_root(open_log, size: int) -> None:
+async def test_tiles_rebuild_the_checkpoint_root(open_log: OpenLog, size: int) -> None:
     lg, client = await open_log(batch_size=4096, batch_ms=0, max_pending=10_000)
     bodies = await fill(lg, size)
     note = await _get(client, "checkpoint")
@@ -92,7 +96,7 @@ async def test_tiles_rebuild_the_checkpoint_root(open_log, size: int) -> None:
     assert b"".join(leaf_hash(b) for b in bundle) == tile0
 
 
-async def test_tile_caching_and_absent_tiles(open_log) -> None:
+async def test_tile_caching_and_absent_tiles(open_log: OpenLog) -> None:
     lg, client = await open_log(batch_ms=0)
     await fill(lg, 300)
     r = await client.get("/tile/0/000")
@@ -111,7 +115,8 @@ async def test_tile_caching_and_absent_tiles(open_log) -> None:
     assert r.headers["Content-Type"].startswith("text/plain")
 
 
-@pytest.mark.parametrize("bad", ["0/²", "²/000", "0/000.p/²", "0/٣٣٣", "0/" + "9" * 5000, "0/" + "x000/" * 40 + "000"])
+@pytest.mark.parametrize("bad", ["0/²", "²/000", "0/000.p/²", "0/٣٣٣", "0/" + "9" * 5000,
+                                 "0/" + "x000/" * 40 + "000"])
 def test_non_ascii_and_overlong_tile_paths_are_404(bad: str) -> None:
     with pytest.raises(InvalidInput) as e:
         parse_tile_path(bad)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from typing import Any
 
 import pytest
 
-from tlog.errors import InvalidInput, VerificationError
 from tlog.core.keys import KEY_TYPES, LogKey, LogPublicKey
 from tlog.core.timestamp import set_payload, sign_set, verify_set
+from tlog.errors import InvalidInput, VerificationError
 
 # A production rekor.sigstore.dev entry (sigstore-python test/assets/npm/
 # sigstore-3.1.0.sigstore.json) and Rekor's public key (GET /api/v1/log/publicKey).
@@ -119,8 +120,8 @@ def test_rekor_production_set_verifies() -> None:
         {"set_sig": REKOR_SET[:-1] + bytes([REKOR_SET[-1] ^ 1])},
     ],
 )
-def test_rekor_production_set_fails_when_anything_changes(change: dict) -> None:  # type: ignore[type-arg]
-    args = {
+def test_rekor_production_set_fails_when_anything_changes(change: dict[str, Any]) -> None:
+    args: dict[str, Any] = {
         "set_sig": REKOR_SET,
         "body": REKOR_BODY,
         "integrated_time": REKOR_INTEGRATED_TIME,

@@ -5,12 +5,17 @@ from __future__ import annotations
 import random
 
 import pytest
-from pymerkle import InclusionProof, verify_consistency as pm_verify_consistency, verify_inclusion as pm_verify_inclusion
+from pymerkle import (
+    InclusionProof,
+    verify_consistency as pm_verify_consistency,
+    verify_inclusion as pm_verify_inclusion,
+)
 from pymerkle.core import _inclusion_path_layout
 
-from tlog.core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
+from tlog.core.compact import root_from_leaf_hashes
+from tlog.core.merkle import leaf_hash, verify_consistency, verify_inclusion
+from tlog.core.tiles import TILE_WIDTH
 from tlog.server.tree import (
-    TILE_WIDTH,
     MissingTile,
     TileTree,
     TreeState,

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import re
 import subprocess
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from tlog.errors import InvalidInput
 from tlog.core.entries.hashedrekord import parse_request, proposed_entry
 from tlog.core.userkeys import USER_KEY_TYPES, SigningKey, is_encrypted, key_fingerprint
+from tlog.errors import InvalidInput
+
+from .cosign_keys import cosign_json, cosign_open, cosign_pem, cosign_seal
 
 DIGEST = hashlib.sha256(b"artifact").digest()
 
@@ -27,14 +34,64 @@ def test_digest_signatures_are_accepted_by_the_log(key: SigningKey) -> None:
     assert entry.digest == DIGEST and entry.signature == sig
 
 
-def test_encrypted_pkcs8_round_trips_and_wrong_passphrase_is_named(key: SigningKey) -> None:
+def test_encrypted_key_is_cosigns_scrypt_format_and_round_trips(key: SigningKey) -> None:
     pem = key.to_pem(b"s3cret")
-    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") and is_encrypted(pem)
+    assert pem.startswith(b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----") and is_encrypted(pem)
+    doc = cosign_json(pem)
+    assert doc["kdf"]["name"] == "scrypt" and doc["kdf"]["params"] == {"N": 65536, "r": 8, "p": 1}
+    assert doc["cipher"]["name"] == "nacl/secretbox"
+    # Decrypted from the spec alone (hashlib's scrypt, PyNaCl's SecretBox): PKCS#8 DER inside.
+    der = cosign_open(doc, b"s3cret")
+    assert serialization.load_der_private_key(der, None).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo) == key.public_pem()
     assert SigningKey.from_pem(pem, b"s3cret").public_pem() == key.public_pem()
-    with pytest.raises(InvalidInput, match="^wrong passphrase"):
+    with pytest.raises(InvalidInput, match=r"^wrong passphrase"):
         SigningKey.from_pem(pem, b"wrong")
     with pytest.raises(InvalidInput, match="encrypted and no passphrase"):
         SigningKey.from_pem(pem, None)
+
+
+def test_cosign_key_from_an_independent_implementation_loads() -> None:
+    """A key sealed from go-securesystemslib's `encrypted` spec, not by tlog: each scrypt
+    strength cosign has written, both PEM types, and an empty passphrase (cosign allows it)."""
+    k = ec.generate_private_key(ec.SECP256R1())
+    for n, label, secret in ((1 << 15, "ENCRYPTED COSIGN PRIVATE KEY", b"pw"),
+                             (1 << 16, "ENCRYPTED SIGSTORE PRIVATE KEY", b""),
+                             (1 << 17, "ENCRYPTED SIGSTORE PRIVATE KEY", "pässword".encode())):
+        pem = cosign_seal(_der(k), secret, n=n, label=label)
+        assert SigningKey.from_pem(pem, secret).public_pem() == SigningKey(k).public_pem()
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"kdf": {"name": "pbkdf2"}}, "unsupported cosign key encryption 'pbkdf2'"),
+    ({"cipher": {"name": "aes-gcm"}}, "'aes-gcm'"),
+    # A hostile N would make scrypt allocate gigabytes: refused before any work.
+    ({"kdf": {"params": {"N": 1 << 24, "r": 8, "p": 1}}}, "unsupported scrypt parameters N=16777216"),
+    ({"kdf": {"params": {"N": "32768", "r": 8, "p": 1}}}, "'N' is missing or not a int"),
+    ({"cipher": {"nonce": base64.b64encode(b"short").decode()}}, "nonce is 5 bytes"),
+    ({"ciphertext": "not base64!"}, "not a valid cosign private key"),
+])
+def test_bad_cosign_key_files_are_refused_with_the_reason(change: dict[str, Any], message: str) -> None:
+    doc = json.loads(cosign_seal(_der(ec.generate_private_key(ec.SECP256R1())), b"pw", n=1 << 15,
+                                 raw=True))
+    for field, value in change.items():
+        doc[field] = {**doc[field], **value} if isinstance(value, dict) else value
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        SigningKey.from_pem(cosign_pem(json.dumps(doc).encode()), b"pw")
+    with pytest.raises(InvalidInput, match="not a valid cosign private key"):
+        SigningKey.from_pem(cosign_pem(b"{not json"), b"pw")
+
+
+def test_old_pbkdf2_pkcs8_keys_still_load(key: SigningKey) -> None:
+    """Keys tlog wrote before (PKCS#8 PBES2, PBKDF2) and keys openssl encrypts."""
+    pem = key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.BestAvailableEncryption(b"s3cret"))
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") and is_encrypted(pem)
+    assert SigningKey.from_pem(pem, b"s3cret").public_pem() == key.public_pem()
+    with pytest.raises(InvalidInput, match=r"^wrong passphrase"):
+        SigningKey.from_pem(pem, b"wrong")
+    with pytest.raises(InvalidInput, match="encrypted and no passphrase"):
+        SigningKey.from_pem(pem, b"")
 
 
 def test_empty_passphrase_writes_plain_pkcs8(key: SigningKey) -> None:
@@ -44,16 +101,21 @@ def test_empty_passphrase_writes_plain_pkcs8(key: SigningKey) -> None:
     assert SigningKey.from_pem(pem, b"unused").public_pem() == key.public_pem()
 
 
-def test_openssl_reads_the_encrypted_key() -> None:
+def test_openssl_encrypted_keys_load() -> None:
     key = SigningKey.generate("ecdsa-p256")
-    r = subprocess.run(["openssl", "pkey", "-passin", "pass:s3cret", "-pubout"],
-                       input=key.to_pem(b"s3cret"), capture_output=True, check=True)
-    assert r.stdout == key.public_pem()
+    r = subprocess.run(["openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret"],
+                       input=key.to_pem(None), capture_output=True, check=True)
+    assert SigningKey.from_pem(r.stdout, b"s3cret").public_pem() == key.public_pem()
 
 
-def _pem(k: object) -> bytes:
-    return k.private_bytes(serialization.Encoding.PEM,  # type: ignore[attr-defined]
-                           serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+def _der(k: PrivateKeyTypes) -> bytes:
+    return k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption())
+
+
+def _pem(k: PrivateKeyTypes) -> bytes:
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption())
 
 
 @pytest.mark.parametrize("data,message", [

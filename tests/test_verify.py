@@ -13,10 +13,10 @@ import pytest
 
 from tlog.core.bundle import Bundle, bundle_to_json, parse_bundle
 from tlog.core.checkpoint import Checkpoint, sign_checkpoint
-from tlog.errors import TlogError
+from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.entries.hashedrekord import HashedRekord
-from tlog.core.keys import KEY_TYPES, LogKey
-from tlog.core.merkle import consistency_ranges, leaf_hash, root_from_leaf_hashes
+from tlog.core.keys import KEY_TYPES, KeyType, LogKey
+from tlog.core.merkle import consistency_ranges, leaf_hash
 from tlog.core.trusted import TrustedLog
 from tlog.core.userkeys import SigningKey
 from tlog.core.verify import (
@@ -28,6 +28,7 @@ from tlog.core.verify import (
     verify_log_entry,
     verify_log_info,
 )
+from tlog.errors import TlogError
 
 from .test_bundle import ARTIFACTS, BODIES, LOG_KEYS, SIGNED, SIGNER, log_answer, make_bundle, signed, trusted
 from .test_sigstore_formats import ORIGIN
@@ -38,7 +39,7 @@ PEM = SIGNER.public_pem()
 
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 @pytest.mark.parametrize("index", range(5))
-def test_good_bundle_verifies(key_type: str, index: int) -> None:
+def test_good_bundle_verifies(key_type: KeyType, index: int) -> None:
     v = verify_bundle(make_bundle(index, key_type), hashlib.sha256(ARTIFACTS[index]).digest(), PEM,
                       trusted(key_type))
     assert v.entry.log_index == index and v.checkpoint.size == 5
@@ -55,7 +56,8 @@ def _flip_b64(s: str) -> str:
 
 
 def _entry(d: dict[str, Any]) -> dict[str, Any]:
-    return d["verificationMaterial"]["tlogEntries"][0]
+    entry: dict[str, Any] = d["verificationMaterial"]["tlogEntries"][0]
+    return entry
 
 
 def _set_index(d: dict[str, Any], i: str) -> None:
@@ -93,7 +95,7 @@ TAMPERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 @pytest.mark.parametrize("part", TAMPERS)
-def test_tampered_bundle_fails_the_named_check(part: str, key_type: str) -> None:
+def test_tampered_bundle_fails_the_named_check(part: str, key_type: KeyType) -> None:
     mutate, check = TAMPERS[part]
     doc = copy.deepcopy(bundle_to_json(make_bundle(3, key_type)))
     mutate(doc)
@@ -113,7 +115,7 @@ def test_wrong_artifact_fails_the_artifact_check() -> None:
 
 def test_wrong_user_key_fails_the_signature_check() -> None:
     other = SigningKey.generate("ecdsa-p256").public_pem()
-    with pytest.raises(CheckFailed, match="^signature: does not verify"):
+    with pytest.raises(CheckFailed, match=r"^signature: does not verify"):
         verify_bundle(make_bundle(3), DIGEST, other, trusted())
 
 
@@ -139,19 +141,19 @@ def test_body_that_does_not_record_this_signature_fails_the_body_check(
 
 def test_another_log_key_fails_the_log_check() -> None:
     other = TrustedLog(f"https://{ORIGIN}", ORIGIN, LogKey.generate("ed25519").public_key)
-    with pytest.raises(CheckFailed, match="^log: the entry is from log"):
+    with pytest.raises(CheckFailed, match=r"^log: the entry is from log"):
         verify_bundle(make_bundle(3), DIGEST, PEM, other)
 
 
 def test_another_log_name_fails_the_checkpoint_check() -> None:
     renamed = TrustedLog("https://elsewhere.example", "elsewhere.example",
                          LOG_KEYS["ed25519"].public_key)
-    with pytest.raises(CheckFailed, match="^checkpoint: .*expected 'elsewhere.example'"):
+    with pytest.raises(CheckFailed, match=r"^checkpoint: .*expected 'elsewhere\.example'"):
         verify_bundle(make_bundle(3), DIGEST, PEM, renamed)
 
 
 def test_malformed_public_key_is_bad_input_not_a_failed_check() -> None:
-    with pytest.raises(TlogError, match="^public key: ") as e:
+    with pytest.raises(TlogError, match=r"^public key: ") as e:
         verify_bundle(make_bundle(3), DIGEST, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
                       trusted())
     assert not isinstance(e.value, CheckFailed)
@@ -164,13 +166,13 @@ def test_log_entry_answer_verifies_and_a_tampered_one_does_not() -> None:
     assert verify_log_entry(log_answer(4), trusted()).entry.log_index == 4
     bad = copy.deepcopy(log_answer(4))
     next(iter(bad.values()))["integratedTime"] += 1
-    with pytest.raises(CheckFailed, match="^SET: "):
+    with pytest.raises(CheckFailed, match=r"^SET: "):
         verify_log_entry(bad, trusted())
-    with pytest.raises(CheckFailed, match="^entry: "):
+    with pytest.raises(CheckFailed, match=r"^entry: "):
         verify_log_entry({"x": {}}, trusted())
 
 
-def _log_info(size: int, key_type: str = "ed25519") -> dict[str, Any]:
+def _log_info(size: int, key_type: KeyType = "ed25519") -> dict[str, Any]:
     root = root_from_leaf_hashes([leaf_hash(b) for b in BODIES[:size]])
     note = sign_checkpoint(Checkpoint(ORIGIN, size, root), LOG_KEYS[key_type]).decode()
     return {"rootHash": root.hex(), "treeSize": size, "signedTreeHead": note, "treeID": "1"}
@@ -178,9 +180,9 @@ def _log_info(size: int, key_type: str = "ed25519") -> dict[str, Any]:
 
 def test_log_info_must_match_its_signed_checkpoint() -> None:
     assert verify_log_info(_log_info(3), trusted()).size == 3
-    with pytest.raises(CheckFailed, match="^checkpoint: the log's treeSize and rootHash"):
+    with pytest.raises(CheckFailed, match=r"^checkpoint: the log's treeSize and rootHash"):
         verify_log_info({**_log_info(3), "treeSize": 4}, trusted())
-    with pytest.raises(CheckFailed, match="^consistency: does not verify"):
+    with pytest.raises(CheckFailed, match=r"^consistency: does not verify"):
         verify_log_info(_log_info(3, "ecdsa-p256"), trusted(), check="consistency")
     with pytest.raises(CheckFailed, match="no signed checkpoint"):
         verify_log_info([], trusted())
@@ -207,10 +209,10 @@ def test_consistent_growth_verifies(old: int, new: int) -> None:
 def test_inconsistent_or_shrunk_tree_fails_the_consistency_check() -> None:
     proof = _consistency(3, 5)
     proof[0] = bytes(32)
-    with pytest.raises(CheckFailed, match="^consistency: from tree size 3 to 5"):
+    with pytest.raises(CheckFailed, match=r"^consistency: from tree size 3 to 5"):
         verify_extends(_cp(3), _cp(5), proof)
     forked = Checkpoint(ORIGIN, 5, bytes(32))
-    with pytest.raises(CheckFailed, match="^consistency: "):
+    with pytest.raises(CheckFailed, match=r"^consistency: "):
         verify_extends(_cp(3), forked, _consistency(3, 5))
     with pytest.raises(CheckFailed, match="smaller than the bundle's"):
         verify_extends(_cp(5), _cp(3), [])
@@ -218,8 +220,9 @@ def test_inconsistent_or_shrunk_tree_fails_the_consistency_check() -> None:
 
 def test_consistency_answer_is_parsed_strictly() -> None:
     assert consistency_proof_hashes({"rootHash": "00", "hashes": ["ab" * 32]}) == [b"\xab" * 32]
+    bad: object
     for bad in ({"hashes": "ab"}, {"hashes": ["zz"]}, {"hashes": [1]}, [], None):
-        with pytest.raises(CheckFailed, match="^consistency: "):
+        with pytest.raises(CheckFailed, match=r"^consistency: "):
             consistency_proof_hashes(bad)
 
 
@@ -230,7 +233,7 @@ def test_log_for_entry_picks_the_pinned_log_by_log_id_or_url() -> None:
     a, b = trusted("ed25519"), TrustedLog("https://b.example", "b.example", LOG_KEYS["ecdsa-p256"].public_key)
     assert log_for_entry([a, b], LOG_KEYS["ecdsa-p256"].public_key.log_id(), None) == b
     assert log_for_entry([a, b], LOG_KEYS["ecdsa-p256"].public_key.log_id(), "https://log.example.com/") == a
-    with pytest.raises(CheckFailed, match="^log: .*not pinned"):
+    with pytest.raises(CheckFailed, match=r"^log: .*not pinned"):
         log_for_entry([a], bytes(32), None)
     with pytest.raises(TlogError, match="no log is pinned"):
         log_for_entry([], bytes(32), None)

@@ -9,28 +9,36 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeAlias, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pytest_aiohttp import AiohttpClient
 
+from tlog.audit.monitor import MonitorOptions, check_witnesses
 from tlog.core.checkpoint import Checkpoint, log_note_verifiers, sign_checkpoint
 from tlog.core.cosignature import CosignatureSigner, cosigned_by, parse_cosignature_verifier_key
-from tlog.errors import InvalidInput, VerificationError
 from tlog.core.keys import LogKey
 from tlog.core.merkle import leaf_hash
-from tlog.audit.monitor import MonitorOptions, check_witnesses
 from tlog.core.note import parse_note
+from tlog.errors import InvalidInput, VerificationError
 from tlog.server.tree import TileTree, TreeState
-from tlog.witness.cosigner import MAX_PROOF_LINES, Witness, format_add_checkpoint, parse_add_checkpoint
 from tlog.witness.client import WitnessConflict, WitnessError, push_checkpoint, witness_checkpoint
-from tlog.witness.server import SqliteWitnessStore, make_witness_app, parse_log_option
+from tlog.witness.cosigner import MAX_PROOF_LINES, Witness, format_add_checkpoint, parse_add_checkpoint
+from tlog.witness.server import MAX_FORKS_PER_LOG, SqliteWitnessStore, make_witness_app, parse_log_option
 
-from .test_serve import free_port
+from .support import OpenLog
 from .test_monitor import grow
+from .test_serve import free_port
 
 ORIGIN = "log.example"
+WitnessClient: TypeAlias = "TestClient[web.Request, web.Application]"
+StartWitness: TypeAlias = "Callable[[], Awaitable[tuple[WitnessClient, SqliteWitnessStore]]]"
+T = TypeVar("T")
 TLOG = [sys.executable, "-m", "cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,11 +72,12 @@ def witness_key() -> CosignatureSigner:
 
 
 @pytest.fixture
-async def witness(tmp_path: Path, aiohttp_client, log_key: LogKey, witness_key: CosignatureSigner):
+async def witness(tmp_path: Path, aiohttp_client: AiohttpClient, log_key: LogKey,
+                  witness_key: CosignatureSigner) -> AsyncIterator[StartWitness]:
     """A witness for ORIGIN on a real SQLite file, served on loopback."""
     stores: list[SqliteWitnessStore] = []
 
-    async def start():
+    async def start() -> tuple[WitnessClient, SqliteWitnessStore]:
         store = await SqliteWitnessStore.open(tmp_path / "witness" / "witness.db")
         stores.append(store)
         w = Witness(witness_key, {ORIGIN: log_note_verifiers(ORIGIN, log_key.public_key)}, store)
@@ -79,7 +88,7 @@ async def witness(tmp_path: Path, aiohttp_client, log_key: LogKey, witness_key: 
         await s.close()
 
 
-async def post(client, body: bytes) -> tuple[int, bytes, str]:
+async def post(client: WitnessClient, body: bytes) -> tuple[int, bytes, str]:
     r = await client.post("/add-checkpoint", data=body)
     return r.status, await r.read(), r.content_type
 
@@ -89,7 +98,8 @@ def assert_cosigned(note: bytes, answer: bytes, witness_key: CosignatureSigner) 
     assert cosigned_by(full, [witness_key.verifier()]) == [witness_key.verifier()]
 
 
-async def test_cosigns_consistent_checkpoints_and_persists_them(witness, log_key, witness_key) -> None:
+async def test_cosigns_consistent_checkpoints_and_persists_them(
+        witness: StartWitness, log_key: LogKey, witness_key: CosignatureSigner) -> None:
     client, _ = await witness()
     h = History(log_key, "a")
     status, body, _ = await post(client, h.request(0, 3))
@@ -102,7 +112,8 @@ async def test_cosigns_consistent_checkpoints_and_persists_them(witness, log_key
     assert (await post(client, h.request(17, 17)))[0] == 200
 
 
-async def test_state_is_durable_before_the_answer_and_survives_restart(witness, log_key) -> None:
+async def test_state_is_durable_before_the_answer_and_survives_restart(witness: StartWitness,
+                                                                      log_key: LogKey) -> None:
     h = History(log_key, "a")
     client, store = await witness()
     assert (await post(client, h.request(0, 9)))[0] == 200
@@ -118,13 +129,13 @@ async def test_state_is_durable_before_the_answer_and_survives_restart(witness, 
     assert (await post(client2, h.request(0, 12)))[:3:2] == (409, "text/x.tlog.size")
 
 
-async def test_refuses_every_attempt_to_cosign_a_fork(witness, log_key) -> None:
+async def test_refuses_every_attempt_to_cosign_a_fork(witness: StartWitness, log_key: LogKey) -> None:
     client, store = await witness()
     a, b = History(log_key, "a"), History(log_key, "b")
     assert (await post(client, a.request(0, 10)))[0] == 200
 
     # Same size, different root: 409 without a size body.
-    status, body, ctype = await post(client, b.request(10, 10))
+    status, _, ctype = await post(client, b.request(10, 10))
     assert status == 409 and ctype != "text/x.tlog.size"
     # A longer fork, with its own (valid for it) proof from size 10: 422.
     assert (await post(client, b.request(10, 20)))[0] == 422
@@ -141,15 +152,67 @@ async def test_refuses_every_attempt_to_cosign_a_fork(witness, log_key) -> None:
 
     latest = await store.latest(ORIGIN)
     assert latest is not None and (latest.size, latest.root) == (10, a.tree.root_at(10))
-    # The log-signed inconsistent checkpoints are kept as evidence.
-    evidence = await store.refused(ORIGIN)
-    assert [s for s, _ in evidence] == [409, 422, 422, 422]
-    assert parse_note(evidence[0][1]).text == parse_note(b.checkpoint(10)).text
+    # Only the proven fork (two roots signed for size 10) is kept as evidence; the 422s
+    # prove nothing by themselves (an honest checkpoint with a bad proof gets one too).
+    assert await store.forks(ORIGIN) == [b.checkpoint(10)]
     # The honest history still goes on.
     assert (await post(client, a.request(10, 20)))[0] == 200
 
 
-async def test_racing_updates_cosign_only_one(witness, log_key) -> None:
+def _with_junk_signatures(note: bytes, tag: int, count: int = 95) -> bytes:
+    """`note` with `count` extra signature lines from keys no one configured, ~600 bytes each:
+    a witness ignores them (signed-note), so they cost the sender nothing."""
+    junk = b"".join(b"\xe2\x80\x94 junk%d.example/%d " % (tag, i)
+                    + base64.b64encode(os.urandom(4 + 420)) + b"\n" for i in range(count))
+    return note + junk
+
+
+def _db_bytes(path: Path) -> int:
+    """The database and its WAL and shared-memory files, as they are on disk."""
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+async def test_refused_requests_cannot_fill_the_witness_disk(witness: StartWitness, log_key: LogKey) -> None:
+    """Issue 11, item 5: each refusal used to store the submitted note, junk signature lines
+    and all (300 requests: 33 KB → 22.5 MB). Now nothing is stored but a proven fork, once,
+    with only the log's signatures."""
+    client, store = await witness()
+    a, b = History(log_key, "a"), History(log_key, "b")
+    assert (await post(client, a.request(0, 10)))[0] == 200
+    before = _db_bytes(store.path)
+    statuses = []
+    for i in range(150):
+        # The log's honest checkpoint with a bad proof and junk signatures: 422, proves nothing.
+        bad_proof = [bytes(32)] * 4
+        body = format_add_checkpoint(10, bad_proof, _with_junk_signatures(a.checkpoint(20), i))
+        assert len(body) > 50_000
+        statuses.append((await post(client, body))[0])
+        # A real fork (b's root at the cosigned size), replayed with different junk: 409.
+        fork = _with_junk_signatures(b.checkpoint(10), i)
+        statuses.append((await post(client, format_add_checkpoint(10, [], fork)))[0])
+    after = _db_bytes(store.path)
+    print(f"witness database: {before} bytes before, {after} after 300 refused requests")
+    assert statuses == [422, 409] * 150
+    assert after - before < 64 * 1024, (before, after)
+    assert await store.forks(ORIGIN) == [b.checkpoint(10)]  # once, without the junk lines
+    # The state is the honest one, and the honest history goes on.
+    assert (await post(client, a.request(10, 20)))[0] == 200
+
+
+async def test_fork_evidence_is_capped_per_log(witness: StartWitness, log_key: LogKey) -> None:
+    """A log that forks on purpose, at every size, fills at most MAX_FORKS_PER_LOG rows."""
+    client, store = await witness()
+    a = History(log_key, "a")
+    for size in range(1, MAX_FORKS_PER_LOG + 5):
+        assert (await post(client, a.request(size - 1, size)))[0] == 200
+        fork = History(log_key, f"fork {size}")
+        assert (await post(client, format_add_checkpoint(size, [], fork.checkpoint(size))))[0] == 409
+    kept = await store.forks(ORIGIN)
+    assert len(kept) == MAX_FORKS_PER_LOG
+    assert kept[0] == History(log_key, "fork 1").checkpoint(1)  # the first ones are kept
+
+
+async def test_racing_updates_cosign_only_one(witness: StartWitness, log_key: LogKey) -> None:
     client, store = await witness()
     a, b = History(log_key, "a"), History(log_key, "b")
     assert (await post(client, a.request(0, 5)))[0] == 200
@@ -165,7 +228,7 @@ async def test_racing_updates_cosign_only_one(witness, log_key) -> None:
             assert body == b"%d\n" % latest.size
 
 
-async def test_unknown_origin_is_404_and_bad_signature_is_403(witness, log_key) -> None:
+async def test_unknown_origin_is_404_and_bad_signature_is_403(witness: StartWitness, log_key: LogKey) -> None:
     client, _ = await witness()
     other = History(LogKey.generate("ed25519"), "a")
     # Signed by another key under the same name: no signature from a known key.
@@ -178,7 +241,7 @@ async def test_unknown_origin_is_404_and_bad_signature_is_403(witness, log_key) 
     assert (await post(client, format_add_checkpoint(0, [], unknown)))[0] == 404
 
 
-async def test_size_zero_and_proof_rules(witness, log_key) -> None:
+async def test_size_zero_and_proof_rules(witness: StartWitness, log_key: LogKey) -> None:
     client, _ = await witness()
     h = History(log_key, "a")
     bad_empty = sign_checkpoint(Checkpoint(ORIGIN, 0, bytes(32)), log_key)
@@ -215,7 +278,7 @@ def _malformed(h: History) -> list[bytes]:
 
 
 @pytest.mark.parametrize("case", range(19))
-async def test_malformed_requests_are_400(witness, log_key, case: int) -> None:
+async def test_malformed_requests_are_400(witness: StartWitness, log_key: LogKey, case: int) -> None:
     client, store = await witness()
     body = _malformed(History(log_key, "a"))[case]
     status, _, _ = await post(client, body)
@@ -225,7 +288,8 @@ async def test_malformed_requests_are_400(witness, log_key, case: int) -> None:
 
 def test_parser_round_trips_the_spec_example_shape() -> None:
     proof = [bytes([i]) * 32 for i in range(4)]
-    cp = b"example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n\xe2\x80\x94 x y\n"
+    cp = (b"example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+          b"\n\xe2\x80\x94 x y\n")
     req = parse_add_checkpoint(format_add_checkpoint(20852014, proof, cp))
     assert (req.old_size, list(req.proof), req.checkpoint) == (20852014, proof, cp)
     with pytest.raises(InvalidInput):
@@ -233,7 +297,7 @@ def test_parser_round_trips_the_spec_example_shape() -> None:
 
 
 async def test_log_gets_cosigned_through_the_client_and_retries_on_409(
-        witness, open_log, witness_key) -> None:
+        witness: StartWitness, open_log: OpenLog, witness_key: CosignatureSigner) -> None:
     """A real log's checkpoints, pushed the way `tlog serve` will: stale sizes are corrected."""
     lg, _ = await open_log(batch_ms=0)
     store = await SqliteWitnessStore.open(lg.config.data_dir.parent / "w2.db")
@@ -251,7 +315,8 @@ async def test_log_gets_cosigned_through_the_client_and_retries_on_409(
             lines, held = await witness_checkpoint(s, url, vkey, note, 0, prove)
             assert held == 300
             cosigned = note + lines
-            assert check_witnesses(cosigned, MonitorOptions(witnesses=(vkey,), min_witnesses=1)) == [vkey.name]
+            quorum = MonitorOptions(witnesses=(vkey,), min_witnesses=1)
+            assert check_witnesses(cosigned, quorum) == [vkey.name]
 
             await grow(lg, 40)
             # The log believes the witness holds nothing: it answers 409 "300", the client
@@ -332,5 +397,5 @@ async def test_keygen_and_serve_as_processes(tmp_path: Path, log_key: LogKey) ->
     assert r.returncode == 1 and "chmod 600" in r.stderr
 
 
-async def _async(value):
+async def _async(value: T) -> T:
     return value

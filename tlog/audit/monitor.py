@@ -4,56 +4,58 @@ extends it, read the new entries from entry tiles, report those of watched keys/
 One round (`check_log`): fetch `/checkpoint`; verify it with the pinned log key (and, if
 asked, K witness cosignatures, tlog.core.cosignature); check the RFC 9162 §2.1.4 consistency proof
 from the saved checkpoint; download the new entry bundles (C2SP tlog-tiles) and fold their
-leaf hashes into the saved compact range — the perfect-subtree roots of [0, size) — whose
-root must come out as the checkpoint's, so every entry reported is one the log committed
-to. Anything that contradicts the saved state raises ForkAlert, and the state must then not
-be saved: the saved checkpoint and the offending one are the evidence.
+leaf hashes into the saved compact range (tlog.core.compact: the perfect-subtree roots of
+[0, size)), whose root must come out as the checkpoint's, so every entry reported is one the
+log committed to. Anything that contradicts the saved state raises ForkAlert, and the state
+must then not be saved: the saved checkpoint and the offending one are the evidence. Tile
+reading and the state file are shared with the auditor (tlog.audit.tilesync).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import fcntl
-import json
-import os
 import re
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import aclosing, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from hmac import compare_digest
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from tlog.core.checkpoint import Checkpoint, verify_checkpoint
+from tlog.audit.tilesync import (
+    DEFAULT_CONCURRENCY,
+    Progress,
+    b64,
+    check_state_identity,
+    read_entries,
+    read_state,
+    state_lock,
+    unb64,
+    write_state,
+)
 from tlog.client.http import LogAPIError, LogClient
+from tlog.core.checkpoint import Checkpoint, verify_checkpoint
+from tlog.core.compact import CompactRange
 from tlog.core.cosignature import CosignatureVerifier, cosigned_by
-from tlog.errors import InvalidInput, TlogError, VerificationError
-from tlog.files import write_atomically
 from tlog.core.entries.hashedrekord import parse_body, public_key_fingerprint_of_pem
-from tlog.core.merkle import HASH_SIZE, fold_subtrees, leaf_hash, node_hash, verify_consistency
+from tlog.core.merkle import leaf_hash, verify_consistency
 from tlog.core.note import parse_note
-from tlog.core.tiles import TileRef, decode_entry_bundle, split_hashes, tile_width_at
-from tlog.server.tree import TILE_HEIGHT, TILE_WIDTH
 from tlog.core.trusted import TrustedLog
+from tlog.errors import ForkError, InvalidInput, TlogError, VerificationError
 
 STATE_VERSION = 1
-DEFAULT_CONCURRENCY = 8
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
-Progress = Callable[[int, int], None]  # (done, total)
-
-K = TypeVar("K")
-V = TypeVar("V")
-S = TypeVar("S")
 
 
-class ForkAlert(TlogError):
+class ForkAlert(ForkError):
     """The log contradicted the saved checkpoint: a fork, a rewrite, or a forged head."""
+
+    hint = ("the saved and the seen checkpoints (in the alert) are the log's signed evidence: keep "
+            "them and the state file, and report them to the log's operator. Do not remove the "
+            "state file to make the alert go away: the next run would trust whatever it sees")
 
     def __init__(self, event: Event) -> None:
         super().__init__(f"FORK ALERT for {event['origin']}: {event['detail']}")
@@ -62,103 +64,6 @@ class ForkAlert(TlogError):
 
 class WitnessQuorumError(TlogError):
     """The checkpoint lacks the required number of valid witness cosignatures."""
-
-
-# -- compact ranges ----------------------------------------------------------------------------
-
-def extend_compact_range(size: int, nodes: Sequence[bytes],
-                         leaves: Iterable[bytes]) -> tuple[int, list[bytes]]:
-    """Append leaf hashes to the compact range [0, size): the roots of its perfect subtrees,
-    left to right (one per set bit of size). Each leaf merges with the trailing subtrees
-    of equal height — RFC 9162 §2.1.1's MTH, built incrementally; fold_subtrees gives the root."""
-    out = list(nodes)
-    for h in leaves:
-        n, acc = size, h
-        while n & 1:
-            acc = node_hash(out.pop(), acc)
-            n >>= 1
-        out.append(acc)
-        size += 1
-    return size, out
-
-
-# -- reading tiles -----------------------------------------------------------------------------
-
-async def _tile(client: LogClient, ref: TileRef) -> bytes:
-    data = await client.tile(ref)
-    if data is None and ref.is_partial:
-        # tlog-tiles: a partial tile may be gone once the full one exists; its prefix is the same.
-        data = await client.tile(TileRef(ref.level, ref.index))
-    if data is None:
-        raise TlogError(f"the log does not serve {ref.path()}")
-    return data
-
-
-async def read_hash_tile(client: LogClient, level: int, index: int, size: int) -> list[bytes]:
-    """The hashes of tile (level, index) as of tree `size`: VerificationError if malformed."""
-    width = tile_width_at(level, index, size)
-    data = await _tile(client, TileRef(level, index, width))
-    if len(data) < width * HASH_SIZE or len(data) % HASH_SIZE:
-        raise VerificationError(f"tile {TileRef(level, index, width).path()} holds "
-                                f"{len(data)} bytes, not {width} hashes")
-    return list(split_hashes(data[:width * HASH_SIZE]))
-
-
-async def read_entry_bundle(client: LogClient, index: int, size: int) -> list[bytes]:
-    """The bodies of entry bundle `index` as of tree `size`: VerificationError if malformed."""
-    width = tile_width_at(0, index, size)
-    ref = TileRef(None, index, width)
-    try:
-        bodies = decode_entry_bundle(await _tile(client, ref))
-    except InvalidInput as e:
-        raise VerificationError(f"{ref.path()}: {e}") from e
-    if len(bodies) < width or (len(bodies) > width and not ref.is_partial) or len(bodies) > TILE_WIDTH:
-        raise VerificationError(f"{ref.path()} holds {len(bodies)} entries, not {width}")
-    return bodies[:width]
-
-
-async def ordered_prefetch(keys: Iterable[K], fetch: Callable[[K], Awaitable[V]],
-                           concurrency: int = DEFAULT_CONCURRENCY) -> AsyncIterator[V]:
-    """fetch(k) for each key, up to `concurrency` at once, yielded in key order.
-    Use with contextlib.aclosing so that an early exit cancels what is in flight."""
-    it = iter(keys)
-    pending: deque[asyncio.Future[V]] = deque()
-
-    def fill() -> None:
-        for k in it:
-            pending.append(asyncio.ensure_future(fetch(k)))
-            if len(pending) >= concurrency:
-                return
-
-    try:
-        fill()
-        while pending:
-            value = await pending.popleft()
-            fill()
-            yield value
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
-def tiles_between(start: int, end: int) -> range:
-    """Indexes of the level-0 tiles (and entry bundles) holding leaves [start, end)."""
-    return range(start >> TILE_HEIGHT, (end + TILE_WIDTH - 1) >> TILE_HEIGHT)
-
-
-async def read_entries(client: LogClient, start: int, end: int, size: int,
-                       concurrency: int = DEFAULT_CONCURRENCY) -> AsyncIterator[tuple[int, list[bytes]]]:
-    """Entries [start, end) of the tree at `size`, a bundle at a time: (first index, bodies)."""
-
-    async def fetch(t: int) -> tuple[int, list[bytes]]:
-        bodies = await read_entry_bundle(client, t, size)
-        lo = max(start, t * TILE_WIDTH)
-        return lo, bodies[lo - t * TILE_WIDTH: min(end, (t + 1) * TILE_WIDTH) - t * TILE_WIDTH]
-
-    async with aclosing(ordered_prefetch(tiles_between(start, end), fetch, concurrency)) as bundles:
-        async for item in bundles:
-            yield item
 
 
 # -- what to watch -----------------------------------------------------------------------------
@@ -229,17 +134,6 @@ class MonitorOptions:
 
 # -- state -------------------------------------------------------------------------------------
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(s: Any, what: str) -> bytes:
-    try:
-        return base64.b64decode(str(s).encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise ValueError(f"{what} is not base64") from None
-
-
 @dataclass(frozen=True)
 class MonitorState:
     """The last checkpoint a monitor verified, with the compact range of its tree."""
@@ -267,65 +161,16 @@ class MonitorState:
             raise ValueError("treeSize must be a non-negative integer")
         compact = tuple(unb64(h, "compactRange") for h in doc["compactRange"])
         root = unb64(doc["rootHash"], "rootHash")
-        # The compact range holds one root per set bit of the size, and folds to the root.
-        if len(compact) != bin(size).count("1") or fold_subtrees(compact) != root:
-            raise ValueError("compactRange does not match treeSize and rootHash")
+        # The compact range of [0, size) holds one root per set bit of the size, and folds
+        # to the tree's root.
+        if CompactRange(0, size, compact).root() != root:
+            raise ValueError("compactRange does not match rootHash")
         return cls(str(doc["origin"]), str(doc["logID"]), size, root, compact,
                    str(doc["checkpoint"]).encode("utf-8"))
 
 
-def default_state_path(kind: str, origin: str) -> Path:
-    """`$XDG_STATE_HOME/tlog/<kind>-<origin>.json` (~/.local/state by default)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "tlog" / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]', '_', origin)}.json"
-
-
-class JsonState(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
-
-
-def read_state(path: Path, parse: Callable[[dict[str, Any]], S]) -> S | None:
-    """The state in a JSON state file, parsed; None if there is none yet."""
-    try:
-        raw = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        doc = json.loads(raw)
-        if not isinstance(doc, dict):
-            raise ValueError("not a JSON object")
-        return parse(doc)
-    except (ValueError, KeyError, TypeError) as e:
-        raise TlogError(f"state file {path} is malformed ({e}); fix or remove it") from e
-
-
-def write_state(path: Path, state: JsonState) -> None:
-    write_atomically(path, (json.dumps(state.to_json(), indent=2) + "\n").encode("utf-8"))
-
-
 def load_state(path: Path) -> MonitorState | None:
     return read_state(path, MonitorState.from_json)
-
-
-@contextmanager
-def state_lock(path: Path) -> Iterator[None]:
-    """Hold `<state>.lock` so that two runs (an overlapping cron job) never share a state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TlogError(f"another run is using {path}; try again when it has finished") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def check_state_identity(saved_origin: str, saved_log_id: str, log: TrustedLog, path: str) -> None:
-    if saved_origin != log.name or saved_log_id != log.log_id_hex:
-        raise TlogError(f"{path} belongs to log {saved_origin} (logID {saved_log_id[:16]}…), not "
-                        f"{log.name} (logID {log.log_id_hex[:16]}…); use another --state")
 
 
 # -- one round ---------------------------------------------------------------------------------
@@ -342,6 +187,7 @@ def _fork(log: TrustedLog, state: MonitorState | None, kind: str, detail: str, n
         event["saved"] = _head(state.size, state.root, state.checkpoint)
     event["seen"] = (_head(cp.size, cp.root_hash, note) if cp is not None
                      else {"checkpoint": note.decode("utf-8", "replace")})
+    event["advice"] = ForkAlert.hint
     return ForkAlert(event)
 
 
@@ -403,20 +249,20 @@ async def check_log(client: LogClient, log: TrustedLog, state: MonitorState | No
         if 0 < state.size < cp.size:
             await _check_consistency(client, log, state, note, cp)
 
-    size, nodes = old_size, list(state.compact) if state is not None else []
+    tree = CompactRange(0, old_size, state.compact if state is not None else ())
     matches: list[Event] = []
     try:
         async with aclosing(read_entries(client, old_size, cp.size, cp.size,
                                          options.concurrency)) as bundles:
             async for first, bodies in bundles:
                 await asyncio.sleep(0)  # let cancellation (Ctrl-C) in between bundles
-                size, nodes = extend_compact_range(size, nodes, (leaf_hash(b) for b in bodies))
+                tree.extend(leaf_hash(b) for b in bodies)
                 matches += options.watch.matches(log.name, first, bodies)
                 if progress is not None:
-                    progress(size - old_size, cp.size - old_size)
+                    progress(tree.end - old_size, cp.size - old_size)
     except VerificationError as e:
         raise _fork(log, state, "bad_entries", f"entry bundles are malformed: {e}", note, cp) from e
-    if not compare_digest(fold_subtrees(nodes), cp.root_hash):
+    if not compare_digest(tree.root(), cp.root_hash):
         raise _fork(log, state, "bad_entries", f"entries {old_size}..{cp.size} served in the entry "
                     "bundles do not hash to the checkpoint's root", note, cp)
 
@@ -425,7 +271,7 @@ async def check_log(client: LogClient, log: TrustedLog, state: MonitorState | No
           "newEntries": cp.size - old_size, "witnesses": witnessed})
     for m in matches:
         emit(m)
-    return MonitorState(log.name, log.log_id_hex, cp.size, cp.root_hash, tuple(nodes), note)
+    return MonitorState(log.name, log.log_id_hex, cp.size, cp.root_hash, tuple(tree.hashes), note)
 
 
 async def monitor_round(log: TrustedLog, state_path: Path, options: MonitorOptions, emit: Emit,

@@ -21,16 +21,10 @@ from hmac import compare_digest
 from pathlib import Path
 from typing import Any
 
-from tlog.core.checkpoint import Checkpoint, verify_checkpoint
-from tlog.client.http import LogClient
-from tlog.errors import InvalidInput, VerificationError
-from tlog.core.entries.hashedrekord import parse_body, verify_signature
-from tlog.core.merkle import leaf_hash
-from tlog.audit.monitor import (
+from tlog.audit.tilesync import (
     DEFAULT_CONCURRENCY,
     Progress,
     b64,
-    unb64,
     check_state_identity,
     ordered_prefetch,
     read_entry_bundle,
@@ -38,10 +32,17 @@ from tlog.audit.monitor import (
     read_state,
     state_lock,
     tiles_between,
+    unb64,
     write_state,
 )
-from tlog.server.tree import TILE_HEIGHT, TILE_WIDTH, TileWrite, TreeState
+from tlog.client.http import LogClient
+from tlog.core.checkpoint import Checkpoint, verify_checkpoint
+from tlog.core.entries.hashedrekord import parse_body, verify_signature
+from tlog.core.merkle import HASH_SIZE, leaf_hash
+from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
 from tlog.core.trusted import TrustedLog
+from tlog.errors import InvalidInput, VerificationError
+from tlog.server.tree import TileWrite, TreeState
 
 STATE_VERSION = 1
 MAX_LISTED_FAILURES = 1000
@@ -205,9 +206,9 @@ class _Audit:
         served = level0 if write.level == 0 else await self.upper_tile(write.level, write.index)
         if served is None:
             return  # unreadable: already a failure
-        for k in range(len(write.hashes) // 32):
+        for k in range(len(write.hashes) // HASH_SIZE):
             pos = write.start + k
-            if served[pos] != write.hashes[32 * k:32 * k + 32]:
+            if served[pos] != write.hashes[HASH_SIZE * k:HASH_SIZE * (k + 1)]:
                 leaves = 1 << (TILE_HEIGHT * write.level)
                 first = (write.index * TILE_WIDTH + pos) * leaves
                 self.fail("tile", f"tile/{write.level} index {write.index} position {pos} "

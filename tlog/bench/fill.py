@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from tlog.core.entries.hashedrekord import HashedRekord
-from tlog.server.log import Log, LogConfig
 from tlog.core.merkle import leaf_hash
+from tlog.server.log import Log, LogConfig
 from tlog.server.sequencer import Admitted
-from tlog.server.storage.sqlite import search_key
+from tlog.server.storage.base import search_key
 
 CHUNK = 4096
 
@@ -35,7 +35,7 @@ def _make_chunk(count: int) -> list[tuple[bytes, bytes, tuple[int, ...]]]:
                                         serialization.PublicFormat.SubjectPublicKeyInfo) for k in keys]
     prints = [search_key("k", HashedRekord("sha256", b"", b"", pem, False).public_key_fingerprint())
               for pem in pems]
-    out = []
+    out: list[tuple[bytes, bytes, tuple[int, ...]]] = []
     for i in range(count):
         digest = hashlib.sha256(os.urandom(32)).digest()
         k = i % len(keys)
@@ -62,7 +62,8 @@ async def fill(data_dir: Path, count: int, *, workers: int | None = None,
                 if queued < len(sizes):
                     pending.append(loop.run_in_executor(pool, _make_chunk, sizes[queued]))
                     queued += 1
-                await asyncio.gather(*[lg.sequencer.submit(Admitted(b, h, k, answer=False)) for b, h, k in chunk])
+                await asyncio.gather(*[lg.sequencer.submit(Admitted(b, h, k, answer=False))
+                                       for b, h, k in chunk])
                 if progress:
                     progress(len(chunk))
         return lg.head.state.size

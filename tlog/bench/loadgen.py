@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import statistics
 import sys
 import time
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit

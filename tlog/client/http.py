@@ -4,20 +4,23 @@ always against a pinned key (tlog.client.trust)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import json as jsonlib
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from tlog.errors import TlogError
 from tlog.core.tiles import TileRef
+from tlog.errors import TlogError
 
 
 class LogUnreachable(TlogError):
     """The network failed: no connection, timeout, or an answer that is not HTTP."""
+
+    hint = ("check the log's URL (`tlog trust list` shows the pinned ones), that the log is up "
+            "(its /healthz answers) and that this machine can reach it, then try again")
 
 
 class LogAPIError(TlogError):
@@ -25,7 +28,7 @@ class LogAPIError(TlogError):
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"the log answered {status}: {message}")
-        self.status = status
+        self.log_status = status  # the log's; `status` (TlogError's) is what our API would answer
 
 
 class LogClient:
@@ -52,24 +55,34 @@ class LogClient:
             async with self._session.request(method, url, json=json, params=params) as r:
                 body = await r.read()
                 status, headers = r.status, r.headers
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise LogUnreachable(f"cannot reach the log at {self.base_url}: "
                                  f"{e.__class__.__name__}: {e}".rstrip(": ")) from e
         if status in ok or (allow_404 and status == 404):
             return status, body, headers
         message = body[:300].decode(errors="replace")
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             message = jsonlib.loads(body)["message"]
-        except (ValueError, KeyError, TypeError):
-            pass
         raise LogAPIError(status, message)
 
-    async def _json(self, method: str, path: str, **kw: Any) -> Any:
-        _, body, _ = await self._request(method, path, **kw)
+    @staticmethod
+    def _parse(status: int, body: bytes) -> object:
         try:
             return jsonlib.loads(body)
         except ValueError as e:
-            raise LogAPIError(200, f"not JSON: {body[:100]!r}") from e
+            raise LogAPIError(status, f"not JSON: {body[:100]!r}") from e
+
+    @classmethod
+    def _object(cls, status: int, body: bytes) -> dict[str, Any]:
+        """The JSON object of a successful answer (its fields are the caller's to check)."""
+        data = cls._parse(status, body)
+        if not isinstance(data, dict):
+            raise LogAPIError(status, f"not a JSON object: {body[:100]!r}")
+        return data
+
+    async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        status, body, _ = await self._request(method, path, **kw)
+        return self._object(status, body)
 
     async def submit(self, proposed: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Submit an entry: (LogEntry, created). A 409 duplicate is fetched and returned
@@ -82,7 +95,7 @@ class LogClient:
             if not uuid:
                 raise LogAPIError(409, "duplicate entry, but the log gave no Location")
             return await self.entry_by_uuid(uuid), False
-        return jsonlib.loads(body), True
+        return self._object(status, body), True
 
     async def entry_by_index(self, index: int) -> dict[str, Any]:
         return await self._json("GET", "/api/v1/log/entries", params={"logIndex": str(index)})
@@ -97,7 +110,11 @@ class LogClient:
             query["hash"] = f"sha256:{sha256}"
         if public_key_pem is not None:
             query["publicKey"] = {"format": "x509", "content": base64.b64encode(public_key_pem).decode()}
-        return await self._json("POST", "/api/v1/index/retrieve", json=query)
+        status, body, _ = await self._request("POST", "/api/v1/index/retrieve", json=query)
+        uuids = self._parse(status, body)
+        if not (isinstance(uuids, list) and all(isinstance(u, str) for u in uuids)):
+            raise LogAPIError(status, f"not a JSON list of UUIDs: {body[:100]!r}")
+        return uuids
 
     async def log_info(self) -> dict[str, Any]:
         return await self._json("GET", "/api/v1/log")

@@ -12,10 +12,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tlog.errors import InvalidInput, TlogError
-from tlog.files import write_atomically
 from tlog.core.keys import LogPublicKey
 from tlog.core.trusted import TrustedLog, normalize_url
+from tlog.errors import InvalidInput, TlogError
+from tlog.files import write_atomically
 
 
 def default_trust_path() -> Path:

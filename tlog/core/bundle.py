@@ -21,13 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tlog.errors import InvalidInput
+from tlog.core.digests import DIGESTS
 from tlog.core.entries.hashedrekord import public_key_fingerprint_of_pem
 from tlog.core.merkle import leaf_hash
 from tlog.core.rekor import InclusionProof
+from tlog.errors import InvalidInput
 
 MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 DIGEST_ALGORITHM = "SHA2_256"  # protobuf-specs HashAlgorithm for SHA-256
+_SHA256_SIZE = DIGESTS["sha256"].size  # the artifact digest and the logID are both SHA-256
 
 _U64 = re.compile(r"0|[1-9][0-9]{0,19}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -199,8 +201,8 @@ def parse_bundle(data: bytes) -> Bundle:
         raise InvalidInput(f"messageSignature.messageDigest.algorithm: expected "
                            f"{DIGEST_ALGORITHM}, got {_short(md['algorithm'])}")
     digest = _b64(md["digest"], "messageSignature.messageDigest.digest")
-    if len(digest) != 32:
-        raise InvalidInput("messageSignature.messageDigest.digest: a SHA-256 digest is 32 bytes")
+    if len(digest) != _SHA256_SIZE:
+        raise InvalidInput(f"messageSignature.messageDigest.digest: a SHA-256 digest is {_SHA256_SIZE} bytes")
     return Bundle(
         digest=digest,
         signature=_b64(ms["signature"], "messageSignature.signature"),
@@ -214,8 +216,8 @@ def _parse_tlog_entry(obj: object) -> TlogEntry:
     e = _members(obj, path, ("logIndex", "logId", "kindVersion", "integratedTime",
                              "inclusionPromise", "inclusionProof", "canonicalizedBody"))
     log_id = _b64(_members(e["logId"], f"{path}.logId", ("keyId",))["keyId"], f"{path}.logId.keyId")
-    if len(log_id) != 32:
-        raise InvalidInput(f"{path}.logId.keyId: a logID is 32 bytes (SHA-256 of the log key)")
+    if len(log_id) != _SHA256_SIZE:
+        raise InvalidInput(f"{path}.logId.keyId: a logID is {_SHA256_SIZE} bytes (SHA-256 of the log key)")
     kv = _members(e["kindVersion"], f"{path}.kindVersion", ("kind", "version"))
     promise = _members(e["inclusionPromise"], f"{path}.inclusionPromise", ("signedEntryTimestamp",))
     pp = f"{path}.inclusionProof"

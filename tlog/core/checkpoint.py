@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.core.keys import LogKey, LogPublicKey
+from tlog.core.merkle import HASH_SIZE
 from tlog.core.note import (
     Ed25519NoteSigner,
     Ed25519NoteVerifier,
@@ -28,8 +28,8 @@ from tlog.core.note import (
     sign_note,
     verify_note,
 )
+from tlog.errors import InvalidInput, TlogError, VerificationError
 
-HASH_SIZE = 32
 # RFC 9162 tree sizes are uint64.
 MAX_TREE_SIZE = (1 << 64) - 1
 # Tree size: ASCII decimal, no leading zeros unless the tree is empty (tlog-checkpoint §2).
@@ -84,7 +84,7 @@ class Checkpoint:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput("malformed checkpoint: not valid UTF-8")
+            raise InvalidInput("malformed checkpoint: not valid UTF-8") from None
         if not text.endswith("\n"):
             raise InvalidInput("malformed checkpoint: text must end with a newline")
         lines = text[:-1].split("\n")
@@ -103,7 +103,7 @@ class Checkpoint:
         try:
             root = base64.b64decode(root_s.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError):
-            raise InvalidInput("malformed checkpoint: root hash is not valid base64")
+            raise InvalidInput("malformed checkpoint: root hash is not valid base64") from None
         if base64.b64encode(root).decode("ascii") != root_s:
             raise InvalidInput("malformed checkpoint: root hash is not canonical base64")
         return cls(origin, size, root, tuple(extensions))
@@ -133,7 +133,7 @@ def origin_from_url(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port  # validates the port
     except ValueError as e:
-        raise InvalidInput(f"invalid log URL {url!r}: {e}")
+        raise InvalidInput(f"invalid log URL {url!r}: {e}") from e
     if parts.scheme not in ("http", "https"):
         raise InvalidInput(f"log URL {url!r} must start with http:// or https://")
     if not parts.hostname:

@@ -21,7 +21,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tlog.errors import InvalidInput, VerificationError
 from tlog.core.note import (
     SIG_TYPE_COSIGNATURE_V1,
     SIG_TYPE_ED25519,
@@ -32,6 +31,7 @@ from tlog.core.note import (
     is_valid_key_name,
     split_key_string,
 )
+from tlog.errors import InvalidInput, VerificationError
 
 # tlog-cosignature "Format": the timestamp MUST NOT exceed 2^63 - 1.
 MAX_TIMESTAMP = (1 << 63) - 1
@@ -57,7 +57,7 @@ def cosignature_timestamp(signature: bytes) -> int:
     """The timestamp inside a cosignature's signature bytes (after the 4-byte key ID)."""
     if len(signature) != SIGNATURE_SIZE:
         raise InvalidInput(f"an Ed25519 cosignature is {SIGNATURE_SIZE} bytes, got {len(signature)}")
-    return struct.unpack(">Q", signature[:8])[0]
+    return int.from_bytes(signature[:8], "big")
 
 
 class CosignatureVerifier:

@@ -10,7 +10,7 @@ These are the two `PublicKeyDetails` a Sigstore trusted root names for a log
 from __future__ import annotations
 
 import hashlib
-from typing import Literal, get_args
+from typing import Literal, NoReturn, get_args
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,6 +46,10 @@ def _key_type_of(key: object) -> KeyType:
             f"unsupported log key: ECDSA on {key.curve.name}; a log key must be "
             "Ed25519 or ECDSA P-256"
         )
+    _unsupported(key)
+
+
+def _unsupported(key: object) -> NoReturn:
     raise InvalidInput(
         f"unsupported log key type {type(key).__name__}; a log key must be "
         "Ed25519 or ECDSA P-256"
@@ -72,10 +76,10 @@ class LogPublicKey:
         try:
             key = serialization.load_der_public_key(data)
         except (ValueError, UnsupportedAlgorithm) as e:
-            raise InvalidInput(f"log public key is not a valid DER SubjectPublicKeyInfo: {e}")
+            raise InvalidInput(f"log public key is not a valid DER SubjectPublicKeyInfo: {e}") from e
         if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
-            _key_type_of(key)  # raises with the algorithm named
-        return cls(key)  # type: ignore[arg-type]
+            _unsupported(key)
+        return cls(key)
 
     @classmethod
     def from_pem(cls, data: bytes) -> LogPublicKey:
@@ -83,10 +87,10 @@ class LogPublicKey:
         try:
             key = serialization.load_pem_public_key(data)
         except (ValueError, UnsupportedAlgorithm) as e:
-            raise InvalidInput(f"log public key is not a valid PEM public key: {e}")
+            raise InvalidInput(f"log public key is not a valid PEM public key: {e}") from e
         if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
-            _key_type_of(key)
-        return cls(key)  # type: ignore[arg-type]
+            _unsupported(key)
+        return cls(key)
 
     def pem(self) -> bytes:
         return self._key.public_bytes(
@@ -181,12 +185,12 @@ class LogKey:
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except TypeError as e:  # cryptography: "Password was not given but ... encrypted"
-            raise InvalidInput(f"the log key file is encrypted: {e}")
+            raise InvalidInput(f"the log key file is encrypted: {e}") from e
         except (ValueError, UnsupportedAlgorithm) as e:
-            raise InvalidInput(f"the log key file is not a valid PKCS#8 private key: {e}")
+            raise InvalidInput(f"the log key file is not a valid PKCS#8 private key: {e}") from e
         if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
-            _key_type_of(key)
-        return cls(key)  # type: ignore[arg-type]
+            _unsupported(key)
+        return cls(key)
 
     def to_pem(self) -> bytes:
         """Unencrypted PKCS#8 PEM; protect the file, not the bytes."""

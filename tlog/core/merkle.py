@@ -4,6 +4,7 @@ Pure functions over bytes. Proof *generation* is split the Go sumdb/tlog way: th
 here say which subtree ranges a proof needs (plan); `tlog.server.tree` looks their hashes up in
 tile storage (fetch) and folds them with pymerkle (compute). Verification is independent
 of any tree engine, so a client can check what a server sends with this module alone.
+Roots of runs of leaves (and the tree's own root) are folded by tlog.core.compact.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hmac import compare_digest
 
 from tlog.errors import VerificationError
 
-HASH_SIZE = 32
+HASH_SIZE = 32  # bytes in every tree hash (SHA-256, RFC 6962 §2.1); tiles hold them side by side
 # RFC 9162 §2.1.1: MTH({}) = SHA-256() — the empty string, no prefix.
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -93,33 +94,8 @@ def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
     return nodes
 
 
-def fold_subtrees(roots: Sequence[bytes]) -> bytes:
-    """The root of a range from its perfect subtrees' roots, left to right: RFC 9162's
-    MTH splits at the largest power of two, so the fold runs right to left."""
-    if not roots:
-        return EMPTY_ROOT
-    acc = roots[-1]
-    for h in reversed(roots[:-1]):
-        acc = node_hash(h, acc)
-    return acc
-
-
-def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
-    """MTH of a whole list of leaf hashes (reference computation for tests and audits)."""
-    level = list(hashes)
-    if not level:
-        return EMPTY_ROOT
-    stack: list[tuple[int, bytes]] = []  # (height, hash) of completed perfect subtrees
-    for h in level:
-        height, acc = 0, h
-        while stack and stack[-1][0] == height:
-            _, left = stack.pop()
-            acc, height = node_hash(left, acc), height + 1
-        stack.append((height, acc))
-    return fold_subtrees([h for _, h in stack])
-
-
-def _check_hashes(proof: Sequence[bytes], what: str) -> None:
+def _check_hashes(proof: Sequence[object], what: str) -> None:
+    """Proofs come from the network: check what the types only promise."""
     for h in proof:
         if not isinstance(h, bytes) or len(h) != HASH_SIZE:
             raise VerificationError(f"{what}: every proof hash must be {HASH_SIZE} bytes")

@@ -21,8 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tlog.errors import InvalidInput, VerificationError
 from tlog.core.keys import LogKey, LogPublicKey
+from tlog.errors import InvalidInput, VerificationError
 
 # Go's note.Open refuses a note with more than 100 signature lines; the spec requires
 # accepting at least 16 (signed-note "Format").
@@ -133,7 +133,7 @@ def _b64decode_strict(s: str) -> bytes:
     try:
         raw = base64.b64decode(s.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise InvalidInput(f"malformed note: {s[:40]!r} is not valid base64")
+        raise InvalidInput(f"malformed note: {s[:40]!r} is not valid base64") from None
     if base64.b64encode(raw).decode("ascii") != s:
         raise InvalidInput(f"malformed note: {s[:40]!r} is not canonical base64")
     return raw
@@ -154,7 +154,7 @@ def parse_note(data: bytes) -> Note:
         # encoded surrogates.
         msg = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput("malformed note: not valid UTF-8")
+        raise InvalidInput("malformed note: not valid UTF-8") from None
     if m := _CONTROL.search(msg):
         raise InvalidInput(f"malformed note: control character U+{ord(m.group()):04X}")
 

@@ -31,7 +31,7 @@ def parse_uuid(text: str) -> bytes:
         text = text[16:]
     if not _HEX64.fullmatch(text):
         raise InvalidInput(
-            f"entry UUID must be 64 hex digits (the entry's leaf hash), got {text[:100]!r}", 400)
+            f"entry UUID must be 64 hex digits (the entry's leaf hash), got {text[:100]!r}")
     return bytes.fromhex(text)
 
 

@@ -11,9 +11,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tlog.errors import InvalidInput
-from tlog.server.tree import TILE_HEIGHT, TILE_WIDTH
+from tlog.core.merkle import HASH_SIZE
+from tlog.errors import InvalidInput, NotFound
 
+TILE_HEIGHT = 8  # C2SP tlog-tiles: a tile spans 8 levels of the Merkle tree ...
+TILE_WIDTH = 1 << TILE_HEIGHT  # ... so a full tile holds 256 hashes (or entries)
 MAX_LEVEL = 63 // TILE_HEIGHT + 1
 _MAX_PATH = 128  # "entries/" + 7 groups of "x999/" covers every 64-bit index, with room
 _GROUP = re.compile(r"x\d{3}")
@@ -54,7 +56,7 @@ def encode_index(n: int) -> str:
 
 def parse_tile_path(path: str) -> TileRef:
     """Parse "<L>/<N>[.p/<W>]" or "entries/<N>[.p/<W>]" (what follows "tile/")."""
-    bad = InvalidInput(f"not a tile path: tile/{path[:200]}", 404)
+    bad = NotFound(f"not a tile path: tile/{path[:200]}")
     # Tile paths are short and ASCII (str.isdigit() and \\d also take "²" and "٣", and
     # int() refuses more than 4,300 digits): anything else is not a tile.
     if len(path) > _MAX_PATH or not path.isascii():
@@ -117,6 +119,7 @@ def decode_entry_bundle(data: bytes) -> list[bytes]:
 
 
 def split_hashes(data: bytes) -> Sequence[bytes]:
-    if len(data) % 32:
-        raise InvalidInput("a hash tile's length must be a multiple of 32")
-    return [data[i:i + 32] for i in range(0, len(data), 32)]
+    """A hash tile's bytes as its hashes (tlog-tiles: hashes side by side, nothing else)."""
+    if len(data) % HASH_SIZE:
+        raise InvalidInput(f"a hash tile's length must be a multiple of {HASH_SIZE}")
+    return [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import re
 
-from tlog.errors import InvalidInput, VerificationError
 from tlog.core.keys import LogKey, LogPublicKey
+from tlog.errors import InvalidInput, VerificationError
 
 # Clients rebuild the payload from the logID *bytes* and print them lower-case
 # (sigstore-python: `log_id.key_id.hex()`), so only that spelling can verify.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tlog.core.trusted import TrustedLog
@@ -19,12 +19,12 @@ MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 
 # The pinned key says nothing about when the log started; the Unix epoch puts no lower
 # bound on the entries it is trusted for.
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def trusted_root(logs: Sequence[TrustedLog], valid_from: datetime = EPOCH) -> dict[str, Any]:
     """A trusted root naming `logs`, each trusted for entries since `valid_from`."""
-    start = valid_from.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = valid_from.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "mediaType": MEDIA_TYPE,
         "tlogs": [

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from tlog.core.bundle import Bundle, TlogEntry, tlog_entry_from_rekor
 from tlog.core.checkpoint import Checkpoint, verify_checkpoint
 from tlog.core.cosignature import CosignatureVerifier, cosigned_by
-from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.core.entries.hashedrekord import (
     API_VERSION,
     KIND,
@@ -38,6 +37,7 @@ from tlog.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from tlog.core.note import parse_note
 from tlog.core.timestamp import verify_set
 from tlog.core.trusted import TrustedLog, normalize_url
+from tlog.errors import InvalidInput, TlogError, VerificationError
 
 
 class CheckFailed(VerificationError):

@@ -1,4 +1,4 @@
-"""The HTTP API: Rekor v1 routes (DESIGN §3) over a `Log`, in aiohttp.
+"""The HTTP API: Rekor v1 routes (DESIGN §3) over a `LogService` (tlog.server.service), in aiohttp.
 
 A thin shell: parse the request, call the log, shape the answer. Every error leaves as
 Rekor's `{"code", "message"}` with a 4xx (or 503 when the log cannot take writes); an
@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import re
 import time
 import uuid
@@ -23,21 +22,31 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tlog.core.entries import hashedrekord
-
 from tlog.core import rekor
-from tlog.errors import InvalidInput
-from tlog.server.log import Log
+from tlog.core.digests import DIGESTS, by_hex_length
+from tlog.core.entries import hashedrekord
+from tlog.core.tiles import parse_tile_path
+from tlog.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    TlogError,
+    TooManyItems,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from tlog.logs import request_id
+from tlog.server.limits import DEFAULT_MAX_BODY, MAX_RETRIEVE_INDEXES, MAX_RETRIEVE_UUIDS
 from tlog.server.openapi import OPENAPI_PATH, openapi_spec
 from tlog.server.ratelimit import TokenBuckets
-from tlog.server.sequencer import Duplicate, Overloaded, Unavailable
-from tlog.core.tiles import parse_tile_path
+from tlog.server.sequencer import Duplicate
+from tlog.server.service import LogService
 
 log = logging.getLogger("tlog.api")
-
-DEFAULT_MAX_BODY = 64 * 1024  # DESIGN §3: 413 beyond it
-
 
 @dataclass(frozen=True)
 class ApiLimits:
@@ -49,19 +58,12 @@ class ApiLimits:
     body_timeout: float = 30.0  # seconds to receive a request body; 408 beyond
 
 
-class RateLimited(InvalidInput):
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"too many submissions from this client: retry in {wait:.1f} s", 429)
-        self.retry_after = max(1, math.ceil(wait))
-
-
-LOG_KEY: web.AppKey[Log] = web.AppKey("log", Log)
+LOG_KEY: web.AppKey[LogService] = web.AppKey("log")
 LIMITS_KEY: web.AppKey[ApiLimits] = web.AppKey("limits", ApiLimits)
 BUCKETS_KEY: web.AppKey[TokenBuckets | None] = web.AppKey("buckets", object)  # type: ignore[arg-type]
-MAX_RETRIEVE = 10  # Rekor's SearchLogQuery: at most 10 UUIDs and 10 indexes
 _JSON = "application/json"
-_HASH_QUERY = re.compile(r"(?:(sha256|sha384|sha512):)?([0-9a-fA-F]+)")
-_DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
+# Rekor's SearchIndex `hash`: "<algorithm>:<hex>", or bare hex whose length names the algorithm.
+_HASH_QUERY = re.compile(rf"(?:({'|'.join(DIGESTS)}):)?([0-9a-fA-F]+)")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -106,27 +108,29 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         request_id.reset(token)
 
 
+def _error_of(e: TlogError) -> web.Response:
+    return _error(e.status, str(e), e.headers() or None)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One handler for every error: a TlogError answers with the status and headers it
+    carries (tlog.errors), aiohttp's own HTTP errors with theirs. Status 500 — any other
+    exception, or a TlogError that is not the client's fault — is logged, and the client
+    gets no details."""
     try:
         return await handler(request)
-    except RateLimited as e:
-        return _error(429, str(e), {"Retry-After": str(e.retry_after)})
-    except InvalidInput as e:
-        return _error(e.status, str(e))
-    except Duplicate as e:
-        return _error(409, str(e), {"Location": rekor.entry_path(e.uuid.hex())})
-    except Overloaded as e:
-        return _error(503, f"the log is busy: {e}; retry shortly", {"Retry-After": "1"})
-    except Unavailable as e:
-        return _error(503, str(e), {"Retry-After": "5"})
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"request body too large: the limit is {request.app[LIMITS_KEY].max_body} bytes")
+        limit = request.app[LIMITS_KEY].max_body
+        return _error_of(PayloadTooLarge(f"request body too large: the limit is {limit} bytes"))
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return _error(e.status, e.reason or "error", {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None)
-    except Exception:
+        allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+        return _error(e.status, e.reason or "error", allow)
+    except Exception as e:
+        if isinstance(e, TlogError) and e.status != 500:
+            return _error_of(e)
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(500, "internal error: the server logged the details")
 
@@ -134,12 +138,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def _read_json(request: web.Request) -> Any:
     ctype = request.content_type
     if request.headers.get("Content-Type") and ctype != _JSON:
-        raise InvalidInput(f"Content-Type must be {_JSON}, got {ctype!r}", 415)
+        raise UnsupportedMediaType(f"Content-Type must be {_JSON}, got {ctype!r}")
     try:
         async with asyncio.timeout(request.app[LIMITS_KEY].body_timeout):
             raw = await request.read()
     except TimeoutError:
-        raise InvalidInput("the request body did not arrive in time", 408) from None
+        raise RequestTimeout("the request body did not arrive in time") from None
     except web.RequestPayloadError as e:  # e.g. a Content-Encoding the body does not decode with
         detail = " ".join(str(e).split()).removeprefix("400, message: ")[:200]
         raise InvalidInput(f"the request body could not be read: {detail}") from None
@@ -164,14 +168,14 @@ def _int_param(request: web.Request, name: str, default: int | None = None) -> i
     return int(raw)
 
 
-def _log(request: web.Request) -> Log:
+def _log(request: web.Request) -> LogService:
     return request.app[LOG_KEY]
 
 
 # -- routes -------------------------------------------------------------------------------
 _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (RateLimited, "rate_limited"), (Duplicate, "duplicate"), (Overloaded, "overloaded"),
-    (Unavailable, "unavailable"), (InvalidInput, "invalid"))
+    (Unavailable, "unavailable"), (InvalidInput, "invalid"), (Forbidden, "invalid"))
 
 
 async def create_entry(request: web.Request) -> web.Response:
@@ -201,18 +205,18 @@ async def get_entry_by_uuid(request: web.Request) -> web.Response:
     uuid = rekor.parse_uuid(request.match_info["uuid"])
     found = await _log(request).entries_by_uuid([uuid])
     if not found:
-        raise InvalidInput(f"no entry with UUID {uuid.hex()} in the log", 404)
+        raise NotFound(f"no entry with UUID {uuid.hex()} in the log")
     return _json(found[0])
 
 
-def _list_of(obj: dict[str, Any], name: str) -> list[Any]:
+def _list_of(obj: dict[str, Any], name: str, limit: int) -> list[Any]:
     value = obj.get(name, [])
     if value is None:
         return []
     if not isinstance(value, list):
         raise InvalidInput(f"{name} must be a list")
-    if len(value) > MAX_RETRIEVE:
-        raise InvalidInput(f"{name}: at most {MAX_RETRIEVE} items per request, got {len(value)}", 422)
+    if len(value) > limit:
+        raise TooManyItems(f"{name}: at most {limit} items per request, got {len(value)}")
     return value
 
 
@@ -221,11 +225,11 @@ async def retrieve_entries(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object {entryUUIDs, logIndexes}")
     uuids = []
-    for u in _list_of(body, "entryUUIDs"):
+    for u in _list_of(body, "entryUUIDs", MAX_RETRIEVE_UUIDS):
         if not isinstance(u, str):
             raise InvalidInput("entryUUIDs items must be strings")
         uuids.append(rekor.parse_uuid(u))
-    indexes = _list_of(body, "logIndexes")
+    indexes = _list_of(body, "logIndexes", MAX_RETRIEVE_INDEXES)
     for i in indexes:
         if isinstance(i, bool) or not isinstance(i, int) or i < 0:
             raise InvalidInput("logIndexes items must be non-negative integers")
@@ -247,10 +251,11 @@ async def search_index(request: web.Request) -> web.Response:
         m = _HASH_QUERY.fullmatch(h) if isinstance(h, str) else None
         if not m:
             raise InvalidInput("hash must be \"<algorithm>:<hex digest>\", e.g. sha256:<64 hex>")
-        algo = m.group(1) or {64: "sha256", 96: "sha384", 128: "sha512"}.get(len(m.group(2)), "")
-        if _DIGEST_HEX.get(algo) != len(m.group(2)):
-            raise InvalidInput(f"hash: {len(m.group(2))} hex digits do not fit {algo or 'any algorithm'}")
-        artifact = f"{algo}:{m.group(2).lower()}"
+        prefix, hex_digest = m.group(1), m.group(2)
+        digest = DIGESTS[prefix] if prefix else by_hex_length(len(hex_digest))
+        if digest is None or digest.hex_length != len(hex_digest):
+            raise InvalidInput(f"hash: {len(hex_digest)} hex digits do not fit {prefix or 'any algorithm'}")
+        artifact = f"{digest.name}:{hex_digest.lower()}"
     if body.get("publicKey") is not None:
         pk = body["publicKey"]
         if not isinstance(pk, dict):
@@ -326,14 +331,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def openapi_json(request: web.Request) -> web.Response:
     """The OpenAPI 3.0 document of this API (tlog/server/openapi.py)."""
-    return _json(openapi_spec(_log(request).config.public_url))
+    return _json(openapi_spec(_log(request).public_url))
 
 
-def make_app(lg: Log, limits: ApiLimits | None = None, *, max_body: int | None = None) -> web.Application:
+def make_app(lg: LogService, limits: ApiLimits | None = None, *,
+             max_body: int | None = None) -> web.Application:
     limits = limits or ApiLimits()
     if max_body is not None:
         limits = dataclasses.replace(limits, max_body=max_body)
-    app = web.Application(middlewares=[observe_middleware, errors_middleware], client_max_size=limits.max_body)
+    app = web.Application(middlewares=[observe_middleware, errors_middleware],
+                          client_max_size=limits.max_body)
     app[LOG_KEY] = lg
     app[LIMITS_KEY] = limits
     app[BUCKETS_KEY] = TokenBuckets(limits.rate, limits.burst) if limits.rate > 0 else None

@@ -13,13 +13,17 @@ from collections.abc import Sequence
 from hmac import compare_digest
 
 from tlog.core.checkpoint import Checkpoint, sign_checkpoint
-from tlog.errors import TlogError, VerificationError
 from tlog.core.keys import LogKey
 from tlog.core.merkle import verify_consistency
+from tlog.errors import ForkError, VerificationError
 
 
-class ForkRefused(TlogError):
+class ForkRefused(ForkError):
     """Signing this checkpoint would fork the log's history."""
+
+    hint = ("the log stopped taking entries rather than sign it; what it serves is still "
+            "consistent. Keep the data directory as it is, run `tlog fsck DATA_DIR` to find what "
+            "disagrees with the signed checkpoints, and restart only once that is understood")
 
 
 class CheckpointGuard:

@@ -1,39 +1,38 @@
 """The log service: one data directory, one key, one tree — the shell around the core.
 
-Opens (or creates) `DATA_DIR/log.key` and `DATA_DIR/log.db`, recovers the tree from
-stored tiles, runs the sequencer, and answers reads by plan → fetch → compute: list the
-level-0 tiles a proof needs, read them in one query, fold them with the tree engine.
+Opens (or creates) `DATA_DIR/log.key` and the log's storage (a `StorageFactory`: SQLite's
+`DATA_DIR/log.db` unless another driver is given), recovers the tree from stored tiles,
+runs the sequencer, and answers reads by plan → fetch → compute: list the level-0 tiles a
+proof needs, read them in one query, fold them with the tree engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 import stat
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tlog.core.entries import hashedrekord
-
 from tlog.core import rekor
 from tlog.core.checkpoint import Checkpoint, origin_from_url, sign_checkpoint, validate_origin
-from tlog.errors import InvalidInput, TlogError
-from tlog.files import write_private
+from tlog.core.entries import hashedrekord
 from tlog.core.keys import KeyType, LogKey
-from tlog.core.merkle import leaf_hash
+from tlog.core.merkle import HASH_SIZE, leaf_hash
+from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, encode_entry_bundle, tile_width_at
+from tlog.core.timestamp import sign_set
+from tlog.errors import Forbidden, InvalidInput, NotFound, StartupError, TlogError
+from tlog.files import DirLock, write_private
+from tlog.server.layout import KEY_FILE
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Admitted, Published, Sequenced, Sequencer
-from tlog.server.storage.sqlite import Storage, StoredCheckpoint, search_key
-from tlog.core.tiles import TileRef, encode_entry_bundle, tile_width_at
-from tlog.core.timestamp import sign_set
-from tlog.server.witnessing import Witnessing, WitnessSpec
+from tlog.server.storage.base import NoStorage, Storage, StorageFactory, StoredCheckpoint, search_key
+from tlog.server.storage.sqlite import SqliteStorage
 from tlog.server.tree import (
-    TILE_HEIGHT,
-    TILE_WIDTH,
     ExpandedTile,
     TileCache,
     TileTree,
@@ -41,15 +40,9 @@ from tlog.server.tree import (
     tiles_for_consistency,
     tiles_for_inclusion,
 )
+from tlog.server.witnessing import Witnessing, WitnessSpec
 
 log = logging.getLogger("tlog")
-
-KEY_FILE = "log.key"
-DB_FILE = "log.db"
-
-
-class StartupError(TlogError):
-    """The log cannot start with this data directory or configuration."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +57,12 @@ class LogConfig:
     read_only: bool = False  # a frozen log: serves reads and proofs, accepts no entries
 
 
-def _load_or_create_key(path: Path, key_type: KeyType) -> tuple[LogKey, bool]:
-    """The log key, created 0600 on first start; a key others can read is refused."""
+async def _load_or_create_key(config: LogConfig, storage_factory: StorageFactory) -> tuple[LogKey, bool]:
+    """The log key, created 0600 on first start; a key others can read is refused. A new
+    key is written last, once nothing else can refuse the start (the log's name is valid),
+    and never beside a database that already holds a log: that log's key was lost, and a
+    new one could never sign for it."""
+    path = config.data_dir / KEY_FILE
     if path.exists():
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -76,7 +73,22 @@ def _load_or_create_key(path: Path, key_type: KeyType) -> tuple[LogKey, bool]:
             return LogKey.from_pem(path.read_bytes()), False
         except InvalidInput as e:
             raise StartupError(f"{path}: {e}") from e
-    key = LogKey.generate(key_type)
+    validate_origin(origin_from_url(config.public_url))
+    try:
+        probe = await storage_factory(config.data_dir, read_only=True)  # creates nothing
+    except NoStorage:
+        probe = None
+    if probe is not None:
+        try:
+            meta = await probe.get_meta()
+        finally:
+            await probe.close()
+        if meta:
+            raise StartupError(
+                f"{config.data_dir} holds the database of log {meta.get('origin')} (logID "
+                f"{meta.get('log_id')}) but not its key: restore {path} from a backup; a new "
+                f"key cannot sign for this log, so none was created")
+    key = LogKey.generate(config.key_type)
     write_private(path, key.to_pem())
     return key, True
 
@@ -85,7 +97,7 @@ class Log:
     """A running log. Use `await Log.open(config)`, then `await log.close()`."""
 
     def __init__(self, config: LogConfig, key: LogKey, storage: Storage, origin: str,
-                 sequencer: Sequencer) -> None:
+                 sequencer: Sequencer, metrics: LogMetrics) -> None:
         self.config = config
         self.key = key
         self.public_key = key.public_key
@@ -95,22 +107,42 @@ class Log:
         self.storage = storage
         self.origin = origin
         self.sequencer = sequencer
+        self.metrics = metrics
         self.created_key = False
         self.tile_cache = TileCache()
         self.witnessing: Witnessing | None = None
         self._sets: OrderedDict[int, bytes] = OrderedDict()
+        self._lock: DirLock | None = None
 
     @classmethod
-    async def open(cls, config: LogConfig) -> Log:
+    async def open(cls, config: LogConfig, *, storage_factory: StorageFactory | None = None) -> Log:
+        """Open the log in `config.data_dir` on the storage `storage_factory` opens there:
+        SQLite's DATA_DIR/log.db by default (tests may pass tlog.server.storage.memory's).
+        The directory is this log's until `close` (tlog.files.DirLock, shared when read-only):
+        a second process on it is refused before it reads or writes anything."""
         data = config.data_dir
-        if config.read_only and not ((data / DB_FILE).exists() and (data / KEY_FILE).exists()):
+        if config.read_only and not (data / KEY_FILE).exists():
             # A frozen log writes nothing, not even a new key.
             raise StartupError(f"--read-only serves an existing log, and {data} holds none "
-                               f"(it needs {KEY_FILE} and {DB_FILE})")
-        data.mkdir(parents=True, exist_ok=True)
-        key, created = _load_or_create_key(data / KEY_FILE, config.key_type)
+                               f"(it needs {KEY_FILE} and the log's database)")
+        lock = DirLock.acquire(data, shared=config.read_only)
+        try:
+            self = await cls._open_locked(config, storage_factory or SqliteStorage.open_in)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        return self
+
+    @classmethod
+    async def _open_locked(cls, config: LogConfig, storage_factory: StorageFactory) -> Log:
+        data = config.data_dir
+        key, created = await _load_or_create_key(config, storage_factory)
         log_id_hex = key.public_key.log_id().hex()
-        storage = await Storage.open(data / DB_FILE, read_only=config.read_only)
+        try:
+            storage = await storage_factory(data, read_only=config.read_only)
+        except NoStorage as e:
+            raise StartupError(f"--read-only serves an existing log, and {data} holds none ({e})") from e
         try:
             meta = await storage.get_meta()
             if config.read_only and not meta:
@@ -129,14 +161,19 @@ class Log:
             if wanted != origin:
                 log.warning("this log's name is %s (fixed when it was created); "
                             "--public-url %s would name it %s", origin, config.public_url, wanted)
-            recovered = await storage.recover()
-            state = TreeState.restore(recovered.size, recovered.level8, recovered.tail_leaves)
+            try:
+                recovered = await storage.recover()
+                state = TreeState.restore(recovered.size, recovered.level8, recovered.tail_leaves)
+            except (InvalidInput, ValueError) as e:  # stored tiles that do not make a tree
+                raise StartupError(f"the stored tree is corrupt: {e}", hint=(
+                    f"the log did not start and changed nothing; `tlog fsck {data}` lists what is "
+                    "damaged; restore the data directory from a backup")) from e
             root = state.root()
             if recovered.checkpoint is None:
                 now = int(time.time())
                 note = sign_checkpoint(Checkpoint(origin, 0, root), key)
-                await storage.append_checkpoint(StoredCheckpoint(0, root, note, now))
                 recovered_cp = StoredCheckpoint(0, root, note, now)
+                await storage.append_batch([], now, [], recovered_cp)  # the empty tree's checkpoint
             else:
                 recovered_cp = recovered.checkpoint
             if recovered_cp.root != root:
@@ -153,8 +190,7 @@ class Log:
         except BaseException:
             await storage.close()
             raise
-        self = cls(config, key, storage, origin, seq)
-        self.metrics = metrics
+        self = cls(config, key, storage, origin, seq, metrics)
         if config.witnesses:
             self.witnessing = Witnessing(
                 config.witnesses, lambda: (self.head.state.size, self.head.note), self._proof_hashes,
@@ -166,14 +202,22 @@ class Log:
         return self
 
     async def close(self) -> None:
-        if self.witnessing is not None:
-            await self.witnessing.close()
-        await self.sequencer.close()
-        await self.storage.close()
+        try:
+            if self.witnessing is not None:
+                await self.witnessing.close()
+            await self.sequencer.close()
+            await self.storage.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     @property
     def head(self) -> Published:
         return self.sequencer.head
+
+    @property
+    def public_url(self) -> str:
+        return self.config.public_url
 
     # -- writes ---------------------------------------------------------------------------
     def admit(self, request: object) -> tuple[hashedrekord.HashedRekord, Admitted]:
@@ -187,8 +231,8 @@ class Log:
     async def submit(self, request: object) -> dict[str, Any]:
         """Admit, sequence and answer with the LogEntry (raises Duplicate, Overloaded…)."""
         if self.config.read_only:
-            raise InvalidInput("this log is frozen (read-only): it accepts no new entries; its "
-                               "entries, proofs and checkpoints stay available", 403)
+            raise Forbidden("this log is frozen (read-only): it accepts no new entries; its "
+                            "entries, proofs and checkpoints stay available")
         _, admitted = self.admit(request)
         done: Sequenced = await self.sequencer.submit(admitted)
         self._remember_set(done.index, done.set_sig)
@@ -246,7 +290,7 @@ class Log:
         size = head.state.size
         for i in indexes:
             if not 0 <= i < size:
-                raise InvalidInput(f"log index {i} is not in the log (tree size {size})", 404)
+                raise NotFound(f"log index {i} is not in the log (tree size {size})")
         rows = await self.storage.read_entries(list(indexes))
         return [await self._log_entry(i, rows[i][0], rows[i][1], head) for i in indexes]
 
@@ -262,7 +306,7 @@ class Log:
         if not 1 <= first <= last <= size:
             raise InvalidInput(
                 f"no consistency proof from size {first} to size {last}: need "
-                f"1 ≤ firstSize ≤ lastSize ≤ {size} (the current tree size)", 400)
+                f"1 ≤ firstSize ≤ lastSize ≤ {size} (the current tree size)")
         tree = await self._tree(head, tiles_for_consistency(head.state, first, last))
         hashes = tree.consistency_proof(first, last) if first < last else []
         return tree.root_at(last), hashes
@@ -278,35 +322,48 @@ class Log:
         return self.witnessing.published(head.state.size, head.note)
 
     async def search(self, artifact_key: str | None, fingerprint: bytes | None,
-                     operator: str = "or") -> list[bytes]:
-        """UUIDs of entries for an artifact digest and/or a public key."""
-        sets: list[set[int]] = []
-        if artifact_key is not None:
-            sets.append(set(await self._confirmed(
-                search_key("a", artifact_key.encode()),
-                lambda e: e.artifact_key() == artifact_key)))
-        if fingerprint is not None:
-            sets.append(set(await self._confirmed(
-                search_key("k", fingerprint), lambda e: e.public_key_fingerprint() == fingerprint)))
-        if not sets:
-            return []
-        hits = set.intersection(*sets) if operator == "and" else set.union(*sets)
-        size = self.head.state.size
-        rows = await self.storage.read_entries(sorted(i for i in hits if i < size))
-        return [leaf_hash(rows[i][1]) for i in sorted(rows)]
+                     operator: str = "or", *, before: int | None = None,
+                     limit: int = MAX_SEARCH_RESULTS) -> SearchPage:
+        """The newest entries (at most `limit`, below log index `before`) for an artifact
+        digest and/or a public key, confirmed against their bodies.
 
-    async def _confirmed(self, key: int, match: Any) -> list[int]:
-        """Search-index candidates whose stored body really matches (8-byte keys collide)."""
-        candidates = await self.storage.search([key])
-        rows = await self.storage.read_entries(candidates)
-        out = []
-        for i, (_, body) in rows.items():
-            try:
-                if match(hashedrekord.parse_body(body)):
-                    out.append(i)
-            except InvalidInput:
-                continue
-        return out
+        What one search costs is bounded however many entries share a key (issue 11, item
+        1): candidates come from the index SEARCH_CHUNK at a time, newest first, and stop
+        one match past `limit`; their bodies are read per chunk (never one query over every
+        candidate) under one of SEARCH_SLOTS slots, so concurrent searches hold at most that
+        many chunks; each body is confirmed from the values read off its bytes
+        (`_Matcher`); and the event loop is handed back every SEARCH_SLICE seconds.
+        """
+        keys = []  # the artifact's first: for "and", storage scans the first key's entries
+        if artifact_key is not None:
+            keys.append(search_key("a", artifact_key.encode()))
+        if fingerprint is not None:
+            keys.append(search_key("k", fingerprint))
+        every = operator == "and"
+        matches = _Matcher(artifact_key, fingerprint, every)
+        size = self.head.state.size
+        cursor = size if before is None else min(before, size)
+        found: list[tuple[int, bytes]] = []  # (index, UUID), newest first
+        slice_end = time.perf_counter() + SEARCH_SLICE
+        while keys and cursor > 0 and len(found) <= limit:
+            async with self._search_slots:
+                chunk = await self.storage.search(keys, before=cursor, limit=SEARCH_CHUNK, every=every)
+                rows = await self.storage.read_entries(chunk)
+                for index in chunk:
+                    body = rows[index][1] if index in rows else b""
+                    if matches(body):
+                        found.append((index, leaf_hash(body)))
+                        if len(found) > limit:
+                            break
+                    if time.perf_counter() > slice_end:
+                        await asyncio.sleep(0)
+                        slice_end = time.perf_counter() + SEARCH_SLICE
+            if len(chunk) < SEARCH_CHUNK:
+                break
+            cursor = chunk[-1]
+        page = found[:limit]
+        more_before = page[-1][0] if len(found) > limit else None
+        return SearchPage([uuid for _, uuid in reversed(page)], more_before)
 
     async def tile(self, ref: TileRef) -> bytes:
         """A C2SP tile or entry bundle at the current tree size (404 if it does not exist
@@ -317,14 +374,14 @@ class Log:
         level = 0 if ref.level is None else ref.level
         if tile_width_at(level, ref.index, size) < ref.width:
             what = "entry bundle" if ref.level is None else "tile"
-            raise InvalidInput(f"{what} {ref.path()} does not exist at tree size {size}", 404)
+            raise NotFound(f"{what} {ref.path()} does not exist at tree size {size}")
         start = ref.index * TILE_WIDTH
         if ref.level is None:
             return encode_entry_bundle(await self.storage.read_entry_range(start, start + ref.width))
         if ref.level == 0:
             if ref.index == size >> TILE_HEIGHT:  # the partial tail tile is in memory
                 return b"".join(head.state.tail[0][:ref.width])
-            return (await self.storage.read_tile(0, ref.index))[:ref.width * 32]
+            return (await self.storage.read_tile(0, ref.index))[:ref.width * HASH_SIZE]
         return b"".join(head.state.upper[TILE_HEIGHT * ref.level - TILE_HEIGHT][start:start + ref.width])
 
     async def health_problem(self) -> str | None:

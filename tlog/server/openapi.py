@@ -12,20 +12,19 @@ import copy
 from importlib import metadata
 from typing import Any
 
+from tlog.core.digests import DIGESTS
 from tlog.core.entries import hashedrekord
 from tlog.core.rekor import API_PREFIX
-from tlog.core.tiles import MAX_LEVEL
-from tlog.server.tree import TILE_WIDTH
+from tlog.core.tiles import MAX_LEVEL, TILE_WIDTH
+from tlog.server.limits import DEFAULT_MAX_BODY, MAX_RETRIEVE_INDEXES, MAX_RETRIEVE_UUIDS
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
-MAX_SEARCH_ITEMS = 10  # Rekor's SearchLogQuery; tests pin it equal to tlog.server.api.MAX_RETRIEVE
 
 _JSON = "application/json"
 _HEX64 = "^[0-9a-f]{64}$"  # what the log writes: lower-case hex
 _UUID = "^([0-9a-fA-F]{16})?[0-9a-fA-F]{64}$"  # what it reads: also Rekor's 80-hex form
-_DIGEST = "^([0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})$"
-_HASH_QUERY = ("^((sha256:)?[0-9a-fA-F]{64}|(sha384:)?[0-9a-fA-F]{96}"
-               "|(sha512:)?[0-9a-fA-F]{128})$")
+_DIGEST = "^(" + "|".join(d.hex_pattern for d in DIGESTS.values()) + ")$"
+_HASH_QUERY = "^(" + "|".join(f"({d.name}:)?{d.hex_pattern}" for d in DIGESTS.values()) + ")$"
 # A tile index is split in 3-digit groups, all but the last prefixed "x" (C2SP tlog-tiles):
 # 1234067 is "x001/x234/067". Clients percent-encode the "/" in it; the server decodes.
 _TILE_INDEX = "^(x[0-9]{3}/)*[0-9]{3}$"
@@ -73,7 +72,7 @@ def _json_body(schema_name: str, description: str) -> dict[str, Any]:
 _BODY_ERRORS = {
     "400": _error("The body is not JSON, or not the expected shape"),
     "408": _error("The body did not arrive within the server's request timeout"),
-    "413": _error("The body is larger than the server's limit (64 KiB by default)"),
+    "413": _error(f"The body is larger than the server's limit ({DEFAULT_MAX_BODY // 1024} KiB by default)"),
     "415": _error("Content-Type is set and is not application/json"),
 }
 
@@ -110,7 +109,7 @@ _SCHEMAS: dict[str, Any] = {
                             "required": ["algorithm", "value"],
                             "properties": {
                                 "algorithm": {"type": "string",
-                                              "enum": sorted(hashedrekord.DIGEST_SIZES)},
+                                              "enum": sorted(DIGESTS)},
                                 "value": {"type": "string", "pattern": _DIGEST,
                                           "description": "Hex digest; its length must fit the algorithm"},
                             },
@@ -144,7 +143,8 @@ _SCHEMAS: dict[str, Any] = {
             "treeSize": {"type": "integer", "minimum": 1},
             "hashes": {"type": "array", "items": _hex("Sibling hash"),
                        "description": "RFC 9162 §2.1.3 audit path, leaf to root"},
-            "checkpoint": {"type": "string", "description": "Signed checkpoint (C2SP signed note) of that tree"},
+            "checkpoint": {"type": "string",
+                           "description": "Signed checkpoint (C2SP signed note) of that tree"},
         },
     },
     "LogEntry": {
@@ -176,9 +176,9 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "Entries by UUID and/or by index; indexes beyond the tree are skipped",
         "properties": {
-            "entryUUIDs": {"type": "array", "nullable": True, "maxItems": MAX_SEARCH_ITEMS,
+            "entryUUIDs": {"type": "array", "nullable": True, "maxItems": MAX_RETRIEVE_UUIDS,
                            "items": {"type": "string", "pattern": _UUID}},
-            "logIndexes": {"type": "array", "nullable": True, "maxItems": MAX_SEARCH_ITEMS,
+            "logIndexes": {"type": "array", "nullable": True, "maxItems": MAX_RETRIEVE_INDEXES,
                            "items": {"type": "integer", "minimum": 0}},
         },
     },
@@ -187,7 +187,8 @@ _SCHEMAS: dict[str, Any] = {
         "description": "Entries for an artifact digest and/or a public key",
         "properties": {
             "hash": {"type": "string", "nullable": True, "pattern": _HASH_QUERY,
-                     "description": "\"<algorithm>:<hex>\"; without a prefix, the length picks the algorithm"},
+                     "description": "\"<algorithm>:<hex>\"; "
+                                    "without a prefix, the length picks the algorithm"},
             "publicKey": {
                 "type": "object",
                 "nullable": True,
@@ -273,7 +274,8 @@ def _tile(summary: str, media_description: str, *, level: bool, partial: bool) -
 def _paths() -> dict[str, Any]:
     p = API_PREFIX
     entry_headers = {
-        "Location": _header("Path of the entry", {"type": "string", "pattern": f"^{p}/log/entries/[0-9a-f]{{64}}$"}),
+        "Location": _header("Path of the entry",
+                            {"type": "string", "pattern": f"^{p}/log/entries/[0-9a-f]{{64}}$"}),
         "ETag": _header("UUID of the entry", {"type": "string", "pattern": _HEX64}),
     }
     return {
@@ -289,7 +291,8 @@ def _paths() -> dict[str, Any]:
                     **_BODY_ERRORS,
                     "400": _error("Malformed entry, unsupported key, or a signature that does not verify"),
                     "403": _error("This log is frozen (tlog serve --read-only): it takes no new entries"),
-                    "409": _error("The log already holds this entry", {"Location": entry_headers["Location"]}),
+                    "409": _error("The log already holds this entry",
+                                  {"Location": entry_headers["Location"]}),
                     "413": _error("The body, or the entry's canonical body, is too large"),
                     "429": _error("This client is submitting too fast", {"Retry-After": _RETRY_AFTER}),
                     "503": _error("Submission queue full, storage unavailable or shutting down",
@@ -323,14 +326,15 @@ def _paths() -> dict[str, Any]:
             },
         }},
         f"{p}/log/entries/retrieve": {"post": {
-            "summary": f"Entries by UUID and/or index (at most {MAX_SEARCH_ITEMS} of each)",
+            "summary": (f"Entries by UUID and/or index (at most {MAX_RETRIEVE_UUIDS} UUIDs and "
+                        f"{MAX_RETRIEVE_INDEXES} indexes)"),
             "operationId": "searchLogQuery",
             "tags": ["entries"],
             "requestBody": _json_body("SearchLogQuery", "UUIDs and indexes to fetch"),
             "responses": {
                 "200": _ok("The entries found, UUIDs first", {"type": "array", "items": _ref("LogEntry")}),
                 **_BODY_ERRORS,
-                "422": _error(f"More than {MAX_SEARCH_ITEMS} UUIDs or indexes"),
+                "422": _error(f"More than {MAX_RETRIEVE_UUIDS} UUIDs or {MAX_RETRIEVE_INDEXES} indexes"),
             },
         }},
         f"{p}/index/retrieve": {"post": {

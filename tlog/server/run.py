@@ -1,12 +1,14 @@
-"""Running the log as a process: open the data directory, serve HTTP, drain on SIGTERM."""
+"""Running the log as a process: bind the port, open the data directory, serve HTTP, drain
+on SIGTERM. In that order: a start that cannot serve (the port is taken) creates nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from tlog.runner import listen, run_app
 from tlog.server.api import ApiLimits, make_app
-from tlog.runner import run_app
+from tlog.server.layout import KEY_FILE
 from tlog.server.log import Log, LogConfig
 
 log = logging.getLogger("tlog")
@@ -15,31 +17,32 @@ log = logging.getLogger("tlog")
 async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | None = None,
                 max_header_size: int = 8190, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then stop accepting, finish the queued batch, exit."""
-    lg = await Log.open(config)
-    if lg.created_key:
-        log.info("created a new %s log key in %s", config.key_type, config.data_dir / "log.key")
+    with listen(host, port) as sockets:  # first: a taken port creates nothing
+        lg = await Log.open(config)
+        if lg.created_key:
+            log.info("created a new %s log key in %s", config.key_type, config.data_dir / KEY_FILE)
 
-    def started() -> None:
-        log.info("serving %s on http://%s:%d", lg.describe(), host, port)
-        if ready is not None:
-            ready.set()
+        def started() -> None:
+            log.info("serving %s on http://%s:%d", lg.describe(), host, port)
+            if ready is not None:
+                ready.set()
 
-    async def stopping() -> None:
-        # In-flight submissions finish (their batch commits), then what is still queued.
-        log.info("stopping: draining %d queued submissions", lg.sequencer.pending)
-        if lg.witnessing is not None:
-            await lg.witnessing.close()
-        await lg.sequencer.close()
-
-    # Header limits are enforced by aiohttp's parser (400 beyond); an idle or stalled
-    # connection is closed after the request timeout (keep-alive timer).
-    timeout = (limits or ApiLimits()).body_timeout
-    try:
-        await run_app(make_app(lg, limits), host, port, started=started, stopping=stopping,
-                      max_line_size=max_header_size, max_field_size=max_header_size,
-                      keepalive_timeout=timeout, lingering_time=min(timeout, 2.0))
-    finally:
-        if not lg.sequencer.closed:
+        async def stopping() -> None:
+            # In-flight submissions finish (their batch commits), then what is still queued.
+            log.info("stopping: draining %d queued submissions", lg.sequencer.pending)
+            if lg.witnessing is not None:
+                await lg.witnessing.close()
             await lg.sequencer.close()
-        await lg.storage.close()
-        log.info("stopped at tree size %d", lg.head.state.size)
+
+        # Header limits are enforced by aiohttp's parser (400 beyond); an idle or stalled
+        # connection is closed after the request timeout (keep-alive timer).
+        timeout = (limits or ApiLimits()).body_timeout
+        try:
+            await run_app(make_app(lg, limits), sockets, started=started, stopping=stopping,
+                          max_line_size=max_header_size, max_field_size=max_header_size,
+                          keepalive_timeout=timeout, lingering_time=min(timeout, 2.0))
+        finally:
+            # Also when serving failed to start: `stopping` did not run, and the witness loops,
+            # the sequencer and the storage are still open. Closing twice is fine.
+            await lg.close()
+            log.info("stopped at tree size %d", lg.head.state.size)

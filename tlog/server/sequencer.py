@@ -17,31 +17,28 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tlog.errors import TlogError
+from tlog.core import rekor
+from tlog.core.keys import LogKey
+from tlog.core.merkle import HASH_SIZE
+from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
+from tlog.core.timestamp import sign_set
+from tlog.errors import Conflict, Overloaded, TlogError, Unavailable
 from tlog.server.guard import CheckpointGuard, ForkRefused
 from tlog.server.metrics import LogMetrics
-from tlog.core.keys import LogKey
-from tlog.server.storage.sqlite import NewEntry, Storage, StorageError, StoredCheckpoint
-from tlog.core.timestamp import sign_set
-from tlog.server.tree import TILE_HEIGHT, TILE_WIDTH, ExpandedTile, TileTree, TreeState
+from tlog.server.storage.base import NewEntry, Storage, StorageError, StoredCheckpoint
+from tlog.server.tree import ExpandedTile, TileTree, TreeState
 
 log = logging.getLogger("tlog.sequencer")
 
 
-class Overloaded(TlogError):
-    """Too many submissions are waiting: the client should retry later (HTTP 503)."""
-
-
-class Unavailable(TlogError):
-    """The log cannot accept entries now: shutting down or storage failing (HTTP 503)."""
-
-
-class Duplicate(TlogError):
-    """An entry with the same canonical body is already in the log (HTTP 409)."""
+class Duplicate(Conflict):
+    """An entry with the same canonical body is already in the log (HTTP 409, with the
+    entry's path as Location: Rekor's answer, which clients follow to fetch it)."""
 
     def __init__(self, index: int, uuid: bytes) -> None:
         super().__init__(
-            f"an equivalent entry already exists in the log with UUID {uuid.hex()} at index {index}")
+            f"an equivalent entry already exists in the log with UUID {uuid.hex()} at index {index}",
+            location=rekor.entry_path(uuid.hex()))
         self.index = index
         self.uuid = uuid
 
@@ -58,7 +55,7 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Published:
-    """A durable tree head: the snapshot, its signed checkpoint and when it was made."""
+    """A durable tree head: the snapshot, its root and its signed checkpoint."""
 
     state: TreeState
     root: bytes
@@ -160,7 +157,7 @@ class Sequencer:
             try:
                 await self._commit(batch)
                 self.last_error = None
-            except Exception as e:  # answer every waiter; the loop itself must survive
+            except Exception as e:  # noqa: BLE001 — answer every waiter; the loop itself must survive
                 log.error("batch of %d not stored: %s", len(batch), e)
                 self.last_error = str(e)
                 if self.metrics is not None:
@@ -193,7 +190,8 @@ class Sequencer:
             root = new_state.root()
             fresh = _fresh_tiles(old, leaves)
             memo: dict[tuple[int, int], bytes] = {}  # right-edge roots of new_state, shared
-            proof = TileTree(new_state, fresh, memo).consistency_proof(old.size, new_state.size) if old.size else []
+            proof = (TileTree(new_state, fresh, memo).consistency_proof(old.size, new_state.size)
+                     if old.size else [])
             try:
                 note = self.guard.sign(new_state.size, root, proof)
             except ForkRefused as e:
@@ -211,13 +209,14 @@ class Sequencer:
             # inclusion proofs computed here. Nothing is released before the write is done.
             answers_error: Exception | None = None
             try:
-                wanted = [(e, p.entry.answer) for e, p in zip(entries, accepted)]
+                wanted = [(e, p.entry.answer) for e, p in zip(entries, accepted, strict=True)]
                 sets = asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._sign_sets, [e.body if a else None for e, a in wanted], now, old.size)
+                    self._executor, self._sign_sets, [e.body if a else None for e, a in wanted], now,
+                    old.size)
                 tree = TileTree(new_state, fresh, memo)
                 proofs = [tree.inclusion_proof(e.index, new_state.size) if a else [] for e, a in wanted]
                 set_sigs = await sets
-            except Exception as e:  # a bug; the write's outcome still decides what is stored
+            except Exception as e:  # noqa: BLE001 — a bug; the write's outcome still decides what is stored
                 answers_error = e
             try:
                 await write
@@ -259,7 +258,7 @@ def _fresh_tiles(old: TreeState, leaves: list[bytes]) -> dict[int, bytes | Expan
     start = (old.size >> TILE_HEIGHT) << TILE_HEIGHT
     run = b"".join(old.tail[0]) + b"".join(leaves)
     out: dict[int, bytes | ExpandedTile] = {}
-    full = TILE_WIDTH * 32
+    full = TILE_WIDTH * HASH_SIZE
     for off in range(0, len(run), full):
         data = run[off:off + full]
         out[(start >> TILE_HEIGHT) + off // full] = ExpandedTile(data) if len(data) == full else data

@@ -20,18 +20,16 @@ from dataclasses import dataclass
 
 from pymerkle import BaseMerkleTree
 
+from tlog.core.compact import CompactRange
 from tlog.core.merkle import (
     HASH_SIZE,
     Range,
     consistency_ranges,
-    fold_subtrees,
     inclusion_ranges,
     node_hash,
     perfect_subtrees,
 )
-
-TILE_HEIGHT = 8  # C2SP tlog-tiles: tiles are 8 levels high, 256 hashes wide
-TILE_WIDTH = 1 << TILE_HEIGHT
+from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
 
 
 class MissingTile(LookupError):
@@ -55,19 +53,21 @@ class TreeState:
     `upper[k]` holds every complete node at Merkle level 8 + k. The lists are shared
     between successive snapshots and only ever appended to, so an older snapshot simply
     ignores what lies past its own size. `tail[l]` holds the complete level-l nodes
-    (l < 8) of the last, partial level-0 tile; each snapshot has its own copy.
+    (l < 8) of the last, partial level-0 tile, and `compact` the right edge of the tree
+    (tlog.core.compact, [0, size)); each snapshot has its own copies of those.
     """
 
-    __slots__ = ("size", "upper", "tail")
+    __slots__ = ("size", "upper", "tail", "compact")
 
-    def __init__(self, size: int, upper: list[list[bytes]], tail: list[list[bytes]]) -> None:
-        self.size = size
+    def __init__(self, upper: list[list[bytes]], tail: list[list[bytes]], compact: CompactRange) -> None:
+        self.size = compact.end
         self.upper = upper
         self.tail = tail
+        self.compact = compact
 
     @classmethod
     def empty(cls) -> TreeState:
-        return cls(0, [], [[] for _ in range(TILE_HEIGHT)])
+        return cls([], [[] for _ in range(TILE_HEIGHT)], CompactRange())
 
     @classmethod
     def restore(cls, size: int, level8: Sequence[bytes], tail_leaves: Sequence[bytes]) -> TreeState:
@@ -83,8 +83,16 @@ class TreeState:
         while level:
             upper.append(level)
             level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        state = cls(full * TILE_WIDTH, upper, [[] for _ in range(TILE_HEIGHT)])
+        base = full * TILE_WIDTH
+        compact = CompactRange(0, base, [upper[lv - TILE_HEIGHT][ix] for lv, ix in perfect_subtrees(0, base)])
+        state = cls(upper, [[] for _ in range(TILE_HEIGHT)], compact)
         return state.extended(tail_leaves)[0] if tail_leaves else state
+
+    def detached(self) -> TreeState:
+        """A copy that shares no list with this snapshot: `extended` appends to the upper
+        lists it shares with its successors, so a caller that grows one snapshot two ways
+        (fsck trying both sides of a fork) grows a detached copy."""
+        return TreeState([list(u) for u in self.upper], [list(t) for t in self.tail], self.compact.copy())
 
     def node(self, level: int, index: int) -> bytes | None:
         """The hash of a complete node held in memory, or None if it lives in an older
@@ -97,52 +105,43 @@ class TreeState:
         return self.tail[level][index - (tail_tile << (TILE_HEIGHT - level))]
 
     def root(self) -> bytes:
-        """MTH(D[size]) from the snapshot alone: every perfect subtree of [0, size) is
-        either at level ≥ 8 or inside the tail tile."""
-        nodes = [self.node(lv, ix) for lv, ix in perfect_subtrees(0, self.size)]
-        assert all(h is not None for h in nodes)
-        return fold_subtrees(nodes)  # type: ignore[arg-type]
+        """MTH(D[size]) (RFC 9162 §2.1.1), folded from the snapshot's compact range."""
+        return self.compact.root()
 
     def extended(self, leaves: Iterable[bytes]) -> tuple[TreeState, list[TileWrite]]:
         """A new snapshot with `leaves` (leaf hashes) appended, and the tile hashes to store.
 
-        Appends to the shared upper lists: if the batch is then not made durable, call
-        `truncate_to(self)` on the result to drop what it added.
+        The compact range does the RFC 9162 fold; each node it completes is kept here (tail
+        or upper) and, at levels 0, 8, 16, … — the contents of tiles (C2SP tlog-tiles) —
+        added to the tile writes. Appends to the shared upper lists: if the batch is then
+        not made durable, call `truncate_to(self)` on the result to drop what it added.
         """
         upper = self.upper
         tail = [list(lv) for lv in self.tail]
-        size = self.size
+        compact = self.compact.copy()
         writes: dict[tuple[int, int], tuple[int, bytearray]] = {}
-        for leaf in leaves:
-            level, index, acc = 0, size, leaf
-            tail_base = (size >> TILE_HEIGHT) << TILE_HEIGHT
-            while True:
-                if level < TILE_HEIGHT:
-                    tail[level].append(acc)
-                else:
-                    if len(upper) <= level - TILE_HEIGHT:
-                        upper.append([])
-                    upper[level - TILE_HEIGHT].append(acc)
-                if level % TILE_HEIGHT == 0:
-                    # Nodes at levels 0, 8, 16, … are the contents of tiles (C2SP tlog-tiles).
-                    key = (level // TILE_HEIGHT, index >> TILE_HEIGHT)
-                    if key not in writes:
-                        writes[key] = (index & (TILE_WIDTH - 1), bytearray())
-                    writes[key][1].extend(acc)
-                if index & 1 == 0:
-                    break
-                if level < TILE_HEIGHT:
-                    left = tail[level][index - 1 - (tail_base >> level)]
-                else:
-                    left = upper[level - TILE_HEIGHT][index - 1]
-                acc = node_hash(left, acc)
-                level, index = level + 1, index >> 1
-            size += 1
-            if size % TILE_WIDTH == 0:
-                tail = [[] for _ in range(TILE_HEIGHT)]
+
+        def keep(level: int, index: int, h: bytes) -> None:
+            if level < TILE_HEIGHT:
+                tail[level].append(h)
+            else:
+                if len(upper) <= level - TILE_HEIGHT:
+                    upper.append([])
+                upper[level - TILE_HEIGHT].append(h)
+                if level == TILE_HEIGHT:  # the level-0 tile is complete: the next one starts
+                    for lv in tail:
+                        lv.clear()
+            if level % TILE_HEIGHT == 0:
+                key = (level // TILE_HEIGHT, index >> TILE_HEIGHT)
+                write = writes.get(key)
+                if write is None:
+                    write = writes[key] = (index & (TILE_WIDTH - 1), bytearray())
+                write[1].extend(h)
+
+        compact.extend(leaves, keep)
         tile_writes = [TileWrite(lv, ix, start, bytes(buf))
                        for (lv, ix), (start, buf) in writes.items()]
-        return TreeState(size, upper, tail), tile_writes
+        return TreeState(upper, tail, compact), tile_writes
 
     def truncate_to(self, older: TreeState) -> None:
         """Undo `extended` on the shared upper lists (the batch was not stored)."""
@@ -223,7 +222,8 @@ class TileCache:
         is, uncached."""
         if isinstance(leaves, bytes) and len(leaves) != TILE_WIDTH * HASH_SIZE:
             return leaves
-        tile = self._tiles.get(index) or (leaves if isinstance(leaves, ExpandedTile) else ExpandedTile(leaves))
+        tile = self._tiles.get(index) or (
+            leaves if isinstance(leaves, ExpandedTile) else ExpandedTile(leaves))
         self._tiles[index] = tile
         self._tiles.move_to_end(index)
         while len(self._tiles) > self.capacity:

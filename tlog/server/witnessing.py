@@ -125,7 +125,7 @@ class Witnessing:
             try:
                 lines, known = await witness_checkpoint(self._session, w.url, w.verifier, note, known,
                                                         self._prove, timeout=self._timeout)
-            except (TlogError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            except (TimeoutError, TlogError, aiohttp.ClientError) as e:
                 log.warning("witness %s did not cosign size %d: %s", w.url, size, e)
                 if self._on_result:
                     self._on_result(w.verifier.name, "failed")

@@ -8,15 +8,14 @@ caller can append them to its checkpoint note as they are.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 
 from tlog.core.checkpoint import Checkpoint
 from tlog.core.cosignature import CosignatureVerifier, cosigned_by
-from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.core.note import Note, parse_note
+from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.witness.cosigner import SIZE_CONTENT_TYPE, format_add_checkpoint
 
 
@@ -25,7 +24,7 @@ class WitnessError(TlogError):
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.witness_status = status  # what the witness answered (`status` is ours, tlog.errors)
 
 
 class WitnessConflict(WitnessError):
@@ -60,7 +59,7 @@ async def push_checkpoint(session: aiohttp.ClientSession, url: str, witness: Cos
                                 headers={"Content-Type": "text/plain"}) as r:
             answer = await r.content.read(64 * 1024)
             status, ctype = r.status, r.content_type
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
         raise WitnessError(f"cannot reach witness {url}: {e.__class__.__name__}: {e}".rstrip(": ")) from e
     if status == 409 and ctype == SIZE_CONTENT_TYPE:
         text = answer.decode("ascii", "replace")

@@ -23,9 +23,9 @@ from typing import Protocol
 
 from tlog.core.checkpoint import Checkpoint
 from tlog.core.cosignature import CosignatureSigner
-from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.core.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
-from tlog.core.note import Note, Verifier, parse_note, verify_note
+from tlog.core.note import Note, Verifier, format_note, parse_note, verify_note
+from tlog.errors import InvalidInput, PayloadTooLarge, TlogError, VerificationError
 
 log = logging.getLogger("tlog.witness")
 
@@ -56,7 +56,7 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
     one base64 hash each, an empty line, then the checkpoint. Every line ends in a newline.
     """
     if len(body) > MAX_REQUEST_BYTES:
-        raise InvalidInput(f"request body is larger than {MAX_REQUEST_BYTES} bytes", 413)
+        raise PayloadTooLarge(f"request body is larger than {MAX_REQUEST_BYTES} bytes")
     m = _OLD_LINE.match(body)
     if not m:
         raise InvalidInput("the body must start with `old <size>\\n` (decimal, no leading zeros)")
@@ -100,7 +100,7 @@ class Witnessed:
 
     size: int
     root: bytes
-    checkpoint: bytes  # the log-signed note, kept as evidence
+    checkpoint: bytes  # the note with only the log's verified signatures, kept as evidence
 
 
 @dataclass(frozen=True)
@@ -123,11 +123,34 @@ class Decision:
 
     answer: Answer
     new_state: Witnessed | None = None  # set iff the checkpoint was cosigned
-    evidence: bytes | None = None  # a log-signed checkpoint refused as inconsistent
+    # Set iff the log signed a different root at the size the witness cosigned: a proven
+    # fork (see `proven_fork`); the note, with only the log's verified signatures.
+    evidence: Fork | None = None
 
     @property
     def accepted(self) -> bool:
         return self.new_state is not None
+
+
+@dataclass(frozen=True)
+class Fork:
+    """Proof that a log forked: it signed `checkpoint`, of `size` and `root`, where the
+    witness had cosigned another root at that size."""
+
+    size: int
+    root: bytes
+    checkpoint: bytes
+
+
+def proven_fork(cp: Checkpoint, prev: Witnessed | None) -> bool:
+    """Pure: does the log-signed `cp` contradict the cosigned `prev` by itself?
+
+    Only a different root at the very size cosigned does: the two signed checkpoints are the
+    whole proof. A failed consistency proof (422) is not one — anyone can send a log's honest
+    checkpoint with a bad proof — so it is refused and forgotten: storing every refusal let
+    cheap requests fill the witness's disk.
+    """
+    return prev is not None and cp.size == prev.size and not compare_digest(cp.root_hash, prev.root)
 
 
 class WitnessStore(Protocol):
@@ -197,13 +220,14 @@ class Witness:
         if verifiers is None:
             return Answer.refuse(404, f"unknown log origin {cp.origin!r}")
         try:
-            # Lines from unknown keys are ignored; a known key's line must verify.
-            verify_note(note, verifiers)
+            # Lines from unknown keys are ignored; a known key's line must verify. What is
+            # kept is the note with only the verified lines: a client cannot make it larger.
+            verified = verify_note(note, verifiers)
         except TlogError as e:
             return Answer.refuse(403, f"checkpoint signature: {e}")
 
         decision = await self._store.update(
-            cp.origin, lambda prev: self._cosign_if_consistent(req, note, cp, prev))
+            cp.origin, lambda prev: self._cosign_if_consistent(req, verified, cp, prev))
         a = decision.answer
         if decision.accepted:
             log.info("cosigned %s at size %d", cp.origin, cp.size)
@@ -215,14 +239,13 @@ class Witness:
                               prev: Witnessed | None) -> Decision:
         """The only place a cosignature is made: after the check against `prev`, the state
         the store is about to replace. The store persists the new state before the answer
-        leaves this process."""
+        leaves this process. `note` carries only the log's verified signatures."""
         refused = refusal(req, cp, prev)
         if refused is not None:
-            # 422, or 409 for a different root at a cosigned size: the log signed something
-            # that contradicts what was cosigned — worth keeping (tlog-witness MAY log it).
-            inconsistent = refused.status == 422 or (
-                refused.status == 409 and refused.content_type != SIZE_CONTENT_TYPE)
-            return Decision(refused, evidence=req.checkpoint if inconsistent else None)
+            # A proven fork is worth keeping (tlog-witness: the witness MAY log it); any
+            # other refusal proves nothing against the log and is not stored.
+            fork = Fork(cp.size, cp.root_hash, format_note(note)) if proven_fork(cp, prev) else None
+            return Decision(refused, evidence=fork)
         line = self._signer.cosign(note.text.encode("utf-8")).line().encode("utf-8")
         return Decision(Answer(200, line, "text/plain; charset=utf-8"),
-                        Witnessed(cp.size, cp.root_hash, req.checkpoint))
+                        Witnessed(cp.size, cp.root_hash, format_note(note)))

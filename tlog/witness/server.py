@@ -3,7 +3,17 @@
 The state is one row per log origin — the latest cosigned size, root and checkpoint — in a
 SQLite database (WAL, synchronous=FULL). Each update is a compare-and-swap inside a
 `BEGIN IMMEDIATE` transaction: read, decide (tlog.witness.cosigner), write, COMMIT (fsync), and only
-then answer. Refused checkpoints that the log did sign are kept in `refused` as evidence.
+then answer.
+
+Evidence of a fork — a checkpoint the log signed with another root at the size the witness
+cosigned (tlog.witness.cosigner.proven_fork) — is kept in `forks`: once per (origin, size,
+root), with only the log's verified signature lines, and at most MAX_FORKS_PER_LOG rows per
+log. A row is at most one request (MAX_REQUEST_BYTES), so the table holds at most
+MAX_FORKS_PER_LOG × 64 KiB (1 MiB) per witnessed log whatever is sent; refusals that prove
+nothing (a bad proof, a stale size) write nothing at all. One contradiction already proves the
+log dishonest; the cap only stops a log that forks on purpose from filling the witness's disk.
+(Databases made before this kept every refusal in a `refused` table, which is no longer
+written; it can be dropped.)
 """
 
 from __future__ import annotations
@@ -20,14 +30,14 @@ from pathlib import Path
 import aiosqlite
 from aiohttp import web
 
-from tlog.core.cosignature import CosignatureSigner, parse_cosignature_signer_key
 from tlog.core.checkpoint import log_note_verifiers, validate_origin
-from tlog.files import write_private
-from tlog.runner import run_app
-from tlog.errors import InvalidInput, TlogError
+from tlog.core.cosignature import CosignatureSigner, parse_cosignature_signer_key
 from tlog.core.keys import LogPublicKey
 from tlog.core.note import Verifier, parse_verifier_key
-from tlog.witness.cosigner import MAX_REQUEST_BYTES, Decision, Witness, Witnessed
+from tlog.errors import InvalidInput, TlogError
+from tlog.files import DirLock, write_private
+from tlog.runner import listen, run_app
+from tlog.witness.cosigner import MAX_REQUEST_BYTES, Decision, Fork, Witness, Witnessed
 
 log = logging.getLogger("tlog.witness")
 
@@ -39,15 +49,17 @@ CREATE TABLE IF NOT EXISTS latest (
     checkpoint BLOB NOT NULL,
     updated INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS refused (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS forks (
     origin TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    checkpoint BLOB NOT NULL,
     received INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    checkpoint BLOB NOT NULL
+    PRIMARY KEY (origin, size, root)
 );
 """
+# Fork evidence kept per log (see the module's docstring): the first ones, which suffice.
+MAX_FORKS_PER_LOG = 16
 
 
 class WitnessStorageError(TlogError):
@@ -79,8 +91,8 @@ class SqliteWitnessStore:
         await self._db.close()
 
     async def latest(self, origin: str) -> Witnessed | None:
-        rows = await self._db.execute_fetchall(
-            "SELECT size, root, checkpoint FROM latest WHERE origin = ?", (origin,))
+        rows = list(await self._db.execute_fetchall(
+            "SELECT size, root, checkpoint FROM latest WHERE origin = ?", (origin,)))
         return Witnessed(int(rows[0][0]), bytes(rows[0][1]), bytes(rows[0][2])) if rows else None
 
     async def update(self, origin: str, step: Callable[[Witnessed | None], Decision]) -> Decision:
@@ -95,7 +107,7 @@ class SqliteWitnessStore:
                     if new is not None:
                         await self._swap(origin, prev, new)
                     elif decision.evidence is not None:
-                        await self._keep_evidence(origin, decision)
+                        await self._keep_evidence(origin, decision.evidence)
                     await db.execute("COMMIT")
                 except BaseException:
                     await db.execute("ROLLBACK")
@@ -119,17 +131,21 @@ class SqliteWitnessStore:
         if cur.rowcount != 1:
             raise WitnessStorageError(f"compare-and-swap of {origin} lost a race; nothing was cosigned")
 
-    async def _keep_evidence(self, origin: str, decision: Decision) -> None:
-        a = decision.answer
-        await self._db.execute(
-            "INSERT INTO refused (origin, received, status, reason, checkpoint) VALUES (?, ?, ?, ?, ?)",
-            (origin, int(time.time()), a.status, a.reason, decision.evidence))
+    async def _keep_evidence(self, origin: str, fork: Fork) -> None:
+        """Record a proven fork: once per (origin, size, root), up to MAX_FORKS_PER_LOG."""
+        cur = await self._db.execute(
+            "INSERT OR IGNORE INTO forks (origin, size, root, checkpoint, received) "
+            "SELECT ?, ?, ?, ?, ? WHERE (SELECT count(*) FROM forks WHERE origin = ?) < ?",
+            (origin, fork.size, fork.root, fork.checkpoint, int(time.time()), origin, MAX_FORKS_PER_LOG))
+        if cur.rowcount == 1:
+            log.critical("%s signed a checkpoint of size %d with a root other than the one "
+                         "cosigned: the log forked; evidence kept in %s", origin, fork.size, self.path)
 
-    async def refused(self, origin: str) -> list[tuple[int, bytes]]:
-        """(status, log-signed checkpoint) of each inconsistent checkpoint refused, oldest first."""
+    async def forks(self, origin: str) -> list[bytes]:
+        """The log-signed checkpoints that prove `origin` forked, oldest first."""
         rows = await self._db.execute_fetchall(
-            "SELECT status, checkpoint FROM refused WHERE origin = ? ORDER BY id", (origin,))
-        return [(int(s), bytes(c)) for s, c in rows]
+            "SELECT checkpoint FROM forks WHERE origin = ? ORDER BY rowid", (origin,))
+        return [bytes(c) for (c,) in rows]
 
 
 # -- keys and configuration -------------------------------------------------------------------
@@ -217,14 +233,17 @@ async def serve_witness(config: WitnessConfig, host: str, port: int, *,
         logs.setdefault(origin, []).extend(verifiers)
     if not logs:
         raise TlogError("a witness needs at least one --log ORIGIN=KEY to witness")
-    store = await SqliteWitnessStore.open(config.data_dir / "witness.db")
+
     def started() -> None:
         log.info("witness %s serving on http://%s:%d for %s", signer.verifier().verifier_key(),
                  host, port, ", ".join(logs))
         if ready is not None:
             ready.set()
 
-    try:
-        await run_app(make_witness_app(Witness(signer, logs, store)), host, port, started=started)
-    finally:
-        await store.close()
+    # The port first (a taken one creates nothing), then the directory, this process's alone.
+    with listen(host, port) as sockets, DirLock.acquire(config.data_dir):
+        store = await SqliteWitnessStore.open(config.data_dir / "witness.db")
+        try:
+            await run_app(make_witness_app(Witness(signer, logs, store)), sockets, started=started)
+        finally:
+            await store.close()

@@ -19,7 +19,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import (
     dsa,
     ec,
@@ -31,18 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import (
 )
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from tlog.errors import InvalidInput
+from tlog.core.digests import DIGESTS
+from tlog.errors import InvalidInput, PayloadTooLarge
 
 KIND: Final = "hashedrekord"
 API_VERSION: Final = "0.0.1"
 
-# Rekor's schema enum (hashedrekord_v0_0_1_schema.json): lower-case names only.
-DIGEST_SIZES: Final[Mapping[str, int]] = {"sha256": 32, "sha384": 48, "sha512": 64}
-_HASHES: Final[Mapping[str, type[hashes.HashAlgorithm]]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 
 # DESIGN §2 (tiles): entry bundles prefix each body with a big-endian uint16 length.
 MAX_BODY_BYTES: Final = 65_535
@@ -115,7 +109,7 @@ class HashedRekord:
         """
         # Memoized outside the fields (so equality and hashing ignore it): admission,
         # the sequencer and the index all ask for it, and rfc8785 is pure Python.
-        cached = self.__dict__.get("_canonical_body")
+        cached: bytes | None = self.__dict__.get("_canonical_body")
         if cached is not None:
             return cached
         # Every member is a fixed name or a hex/base64 string, which RFC 8785 writes as is
@@ -158,10 +152,9 @@ def parse_request(obj: object) -> HashedRekord:
     entry, key = _parse(obj)
     body_size = len(entry.canonical_body())
     if body_size > MAX_BODY_BYTES:
-        raise InvalidInput(
+        raise PayloadTooLarge(
             f"entry too large: its canonical body would be {body_size} bytes, "
-            f"the log stores at most {MAX_BODY_BYTES}",
-            status=413,
+            f"the log stores at most {MAX_BODY_BYTES}"
         )
     _check_supported(key, _PUBLIC_KEY_CONTENT)
     _verify(key, entry)
@@ -199,9 +192,62 @@ def verify_signature(entry: HashedRekord) -> None:
     label, der = _parse_pem(entry.public_key_pem, _PUBLIC_KEY_CONTENT)
     key = _key_material(label, der)[0]
     _check_supported(key, _PUBLIC_KEY_CONTENT)
-    if DIGEST_SIZES.get(entry.algorithm) != len(entry.digest):
+    digest = DIGESTS.get(entry.algorithm)
+    if digest is None or digest.size != len(entry.digest):
         raise InvalidInput(f"{_ALGORITHM}: digest does not fit algorithm {entry.algorithm!r}")
     _verify(key, entry)
+
+
+# A canonical body split around its four values: algorithm, hex digest, signature, key.
+_BODY_PARTS: Final = _BODY_TEMPLATE.split(b"%s")
+
+
+def indexed_values(body: bytes) -> tuple[str, bytes] | None:
+    """What the search index keys a stored body by, read off its bytes: the artifact key
+    (`<algorithm>:<hex>`, as `HashedRekord.artifact_key`) and the base64 of its public key
+    PEM (for `stored_key_fingerprint`); None if the bytes are not laid out as
+    `canonical_body` writes them.
+
+    For confirming search-index candidates (8-byte keys collide). The log wrote the body
+    itself, in canonical form (DESIGN §2), so its values sit between the template's fixed
+    parts: a few byte searches, where `parse_body` decodes, parses and re-encodes the whole
+    entry (2 ms with a 35 KB certificate, per candidate: issue 11, item 1). Nothing is
+    verified: a search reports what the log holds.
+    """
+    head, *separators, tail = _BODY_PARTS
+    if not (body.startswith(head) and body.endswith(tail)):
+        return None
+    values = []
+    pos = len(head)
+    for separator in separators:
+        end = body.find(separator, pos)
+        if end < 0:
+            return None
+        values.append(body[pos:end])
+        pos = end + len(separator)
+    algorithm, digest, _ = values  # (the signature is not indexed)
+    key = body[pos:len(body) - len(tail)]
+    return (algorithm + b":" + digest).decode("ascii", "replace"), key
+
+
+def stored_key_fingerprint(key_content: bytes) -> bytes:
+    """`public_key_fingerprint` of a stored body's key (`indexed_values`' second value).
+
+    The log normalized that PEM when it admitted the entry (one "PUBLIC KEY" or
+    "CERTIFICATE" block, `_pem`'s layout), so the DER is its base64 body and only the key
+    is parsed: the PEM checks a user's input needs cost 30× more on a large certificate.
+    Anything else takes the checked path of `public_key_fingerprint_of_pem`.
+    """
+    try:
+        pem = binascii.a2b_base64(key_content)
+        for label in (_PUBLIC_KEY_LABEL, _CERTIFICATE_LABEL):
+            begin, end = b"-----BEGIN %s-----\n" % label.encode(), b"-----END %s-----\n" % label.encode()
+            if pem.startswith(begin) and pem.endswith(end):
+                der = binascii.a2b_base64(pem[len(begin):-len(end)])
+                return _fingerprint(_load_public_key(label, der, _PUBLIC_KEY_CONTENT))
+    except binascii.Error:
+        raise InvalidInput(f"{_PUBLIC_KEY_CONTENT}: not base64") from None
+    return public_key_fingerprint_of_pem(pem)
 
 
 def public_key_fingerprint_of_pem(pem: bytes | str) -> bytes:
@@ -275,14 +321,14 @@ def _parse(obj: object) -> tuple[HashedRekord, PublicKeyTypes]:
 
     hash_obj = _object(_object(spec, "data", _DATA), "hash", _HASH)
     algorithm = _string(hash_obj, "algorithm", _ALGORITHM)
-    if algorithm not in DIGEST_SIZES:
-        hint = " (names are lower case)" if algorithm.lower() in DIGEST_SIZES else ""
+    if algorithm not in DIGESTS:
+        hint = " (names are lower case)" if algorithm.lower() in DIGESTS else ""
         raise InvalidInput(
             f"{_ALGORITHM}: {_quote(algorithm)} is not supported{hint}; "
-            f"supported: {', '.join(DIGEST_SIZES)}"
+            f"supported: {', '.join(DIGESTS)}"
         )
     value = _string(hash_obj, "value", _VALUE)
-    want = 2 * DIGEST_SIZES[algorithm]
+    want = DIGESTS[algorithm].hex_length
     # Rekor checks the length for the algorithm, then hex-decodes (Go's hex accepts
     # upper case, so do we; DESIGN §2 lower-cases it in the body).
     if len(value) != want:
@@ -544,7 +590,7 @@ def _check_supported(key: PublicKeyTypes, path: str) -> None:
 
 def _verify(key: PublicKeyTypes, entry: HashedRekord) -> None:
     """The signature over the digest, as a prehashed value (DESIGN §2)."""
-    hash_algorithm = _HASHES[entry.algorithm]()
+    hash_algorithm = DIGESTS[entry.algorithm].algorithm()
     prehashed = utils.Prehashed(hash_algorithm)
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):

@@ -1,8 +1,9 @@
-"""SQLite storage for the log (aiosqlite; WAL with synchronous=FULL, so a commit is fsync'd).
+"""The SQLite driver of the log's `Storage` (tlog.server.storage.base): DATA_DIR/log.db,
+in aiosqlite; WAL with synchronous=FULL, so a commit is fsync'd.
 
-One writer connection (the sequencer's) and one reader connection (HTTP reads): in WAL mode
-readers see the last committed batch and never block the writer. History is append-only and
-the schema enforces it: triggers abort any UPDATE or DELETE.
+One writer connection (the sequencer's) and `READERS` (3) reader connections for HTTP reads,
+used in turn: in WAL mode readers see the last committed batch and never block the writer.
+History is append-only and the schema enforces it: triggers abort any UPDATE or DELETE.
 
 Tables:
 - `entries`: canonical bodies by log index, with their integratedTime.
@@ -16,22 +17,35 @@ Tables:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import aiosqlite
 
-from tlog.errors import TlogError
 from tlog.files import fsync_dir
-from tlog.core.tiles import split_hashes
-from tlog.server.tree import TILE_WIDTH, TileWrite
+from tlog.server.layout import DB_FILE
+from tlog.server.storage.base import (
+    NewEntry,
+    NoStorage,
+    RecoveredTree,
+    StorageError,
+    StoredCheckpoint,
+    confirm_leaves,
+    join_chunks,
+    key_prefix,
+    recover_tree,
+)
+from tlog.server.tree import TileWrite
 
 SCHEMA_VERSION = "1"
 READERS = 3  # reader connections (threads)
+
+# (int, bytes) rows as this driver's queries select them: aiosqlite types every row as
+# sqlite3.Row, but with no row_factory set they are plain tuples.
+_Rows = Iterable[tuple[int, bytes]]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,60 +88,8 @@ def _append_only_triggers() -> str:
     return "\n".join(out)
 
 
-class StorageError(TlogError):
-    """The database could not be read or written (disk full, read-only, corrupt)."""
-
-
-def key_prefix(data: bytes) -> int:
-    """An 8-byte hash prefix as a signed SQLite integer key."""
-    return int.from_bytes(data[:8], "big", signed=True)
-
-
-def search_key(kind: str, value: bytes) -> int:
-    """The search-index key for an artifact digest (kind "a") or key fingerprint ("k")."""
-    return key_prefix(hashlib.sha256(kind.encode() + b":" + value).digest())
-
-
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    size: int
-    root: bytes
-    note: bytes
-    created: int
-
-
-@dataclass(frozen=True)
-class NewEntry:
-    """One entry of a batch, ready to store."""
-
-    index: int
-    body: bytes
-    leaf_hash: bytes
-    search_keys: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RecoveredTree:
-    """What start-up needs to rebuild the in-memory tree without rehashing every leaf."""
-
-    size: int
-    level8: list[bytes]
-    tail_leaves: list[bytes]
-    checkpoint: StoredCheckpoint | None
-
-
-def _join_chunks(rows: Iterable[tuple[int, bytes]], where: str) -> bytes:
-    """Concatenate a tile's chunks, checking they are contiguous (a gap is corruption)."""
-    out = bytearray()
-    for start, hashes in rows:
-        if start * 32 != len(out):
-            raise StorageError(f"tile {where} is corrupt: chunk at {start} after {len(out) // 32} hashes")
-        out += hashes
-    return bytes(out)
-
-
-class Storage:
-    """The log's database. `open` creates it on first use."""
+class SqliteStorage:
+    """The log's database, a `Storage`. `open` creates it on first use."""
 
     def __init__(self, path: Path, writer: aiosqlite.Connection,
                  readers: list[aiosqlite.Connection]) -> None:
@@ -143,8 +105,11 @@ class Storage:
         return next(self._next)
 
     @classmethod
-    async def open(cls, path: Path, *, read_only: bool = False) -> Storage:
-        """Open (or create) the database; `read_only` refuses every write, even by mistake."""
+    async def open(cls, path: Path, *, read_only: bool = False) -> SqliteStorage:
+        """Open (or create) the database; `read_only` creates nothing (`NoStorage` if the
+        file is missing) and refuses every write, even by mistake."""
+        if read_only and not path.is_file():
+            raise NoStorage(f"it needs {path.name}")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             writer = await aiosqlite.connect(path, isolation_level=None)
@@ -162,6 +127,11 @@ class Storage:
             raise StorageError(f"cannot open database {path}: {e}") from e
         return cls(path, writer, readers)
 
+    @classmethod
+    async def open_in(cls, data_dir: Path, *, read_only: bool = False) -> SqliteStorage:
+        """The `StorageFactory` of this driver: DATA_DIR/log.db."""
+        return await cls.open(data_dir / DB_FILE, read_only=read_only)
+
     async def close(self) -> None:
         for reader in self._readers:
             await reader.close()
@@ -169,62 +139,23 @@ class Storage:
 
     # -- identity -------------------------------------------------------------------------
     async def get_meta(self) -> dict[str, str]:
-        return {k: v for k, v in await self._w.execute_fetchall("SELECT key, value FROM meta")}
+        rows = await self._w.execute_fetchall("SELECT key, value FROM meta")
+        return dict(cast("Iterable[tuple[str, str]]", rows))
 
-    async def init_meta(self, values: dict[str, str]) -> None:
+    async def init_meta(self, values: Mapping[str, str]) -> None:
         """Record the log's identity once, when the log is created."""
-        await self._w.execute("BEGIN IMMEDIATE")
-        try:
-            await self._w.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                                      [("schema", SCHEMA_VERSION), *values.items()])
-            await self._w.execute("COMMIT")
-        except BaseException:
-            await self._w.execute("ROLLBACK")
-            raise
+        await self._write([("INSERT INTO meta (key, value) VALUES (?, ?)",
+                            [("schema", SCHEMA_VERSION), *values.items()])])
         fsync_dir(self.path.parent)
 
-    # -- recovery ---------------------------------------------------------------------------
-    async def recover(self) -> RecoveredTree:
-        cp = await self.latest_checkpoint()
-        size = cp.size if cp else 0
-        ((stored,),) = await self._w.execute_fetchall("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
-        if stored != size:
-            raise StorageError(
-                f"database holds {stored} entries but its latest checkpoint is at size {size}")
-        level8: list[bytes] = []
-        for t in range((size // TILE_WIDTH + TILE_WIDTH - 1) // TILE_WIDTH):
-            level8 += split_hashes(await self._read_tile(self._w, 1, t))
-        del level8[size // TILE_WIDTH:]
-        tail: list[bytes] = []
-        if size % TILE_WIDTH:
-            tail = split_hashes(await self._read_tile(self._w, 0, size // TILE_WIDTH))
-            del tail[size % TILE_WIDTH:]
-        return RecoveredTree(size, level8, tail, cp)
-
-    # -- the append path ----------------------------------------------------------------
-    async def append_batch(self, entries: Sequence[NewEntry], integrated_time: int,
-                           tile_writes: Sequence[TileWrite], checkpoint: StoredCheckpoint) -> None:
-        """Store a batch, its tiles and its checkpoint in one transaction; return only once
-        the commit is durable (WAL + synchronous=FULL: fsync before COMMIT returns)."""
+    async def _write(self, statements: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> None:
+        """Run each statement over its rows in one transaction: all or nothing."""
         w = self._w
         try:
             await w.execute("BEGIN IMMEDIATE")
             try:
-                await w.executemany(
-                    "INSERT INTO entries (idx, integrated_time, body) VALUES (?, ?, ?)",
-                    [(e.index, integrated_time, e.body) for e in entries])
-                await w.executemany(
-                    "INSERT INTO leaf_index (prefix, idx) VALUES (?, ?)",
-                    [(key_prefix(e.leaf_hash), e.index) for e in entries])
-                await w.executemany(
-                    "INSERT OR IGNORE INTO search_index (key, idx) VALUES (?, ?)",
-                    [(k, e.index) for e in entries for k in e.search_keys])
-                await w.executemany(
-                    "INSERT INTO tiles (level, idx, start, hashes) VALUES (?, ?, ?, ?)",
-                    [(t.level, t.index, t.start, t.hashes) for t in tile_writes])
-                await w.execute(
-                    "INSERT INTO checkpoints (size, root, note, created) VALUES (?, ?, ?, ?)",
-                    (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created))
+                for sql, rows in statements:
+                    await w.executemany(sql, rows)
                 await w.execute("COMMIT")
             except BaseException:
                 await w.execute("ROLLBACK")
@@ -232,9 +163,29 @@ class Storage:
         except sqlite3.Error as e:
             raise StorageError(f"cannot write to the database: {e}") from e
 
-    async def append_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
-        """Store a checkpoint on its own (the first one, of the empty tree)."""
-        await self.append_batch([], checkpoint.created, [], checkpoint)
+    # -- recovery ---------------------------------------------------------------------------
+    async def recover(self) -> RecoveredTree:
+        ((stored,),) = await self._w.execute_fetchall("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
+        return await recover_tree(await self.latest_checkpoint(), stored,
+                                  lambda level, index: self._read_tile(self._w, level, index))
+
+    # -- the append path ----------------------------------------------------------------
+    async def append_batch(self, entries: Sequence[NewEntry], integrated_time: int,
+                           tile_writes: Sequence[TileWrite], checkpoint: StoredCheckpoint) -> None:
+        """Store a batch, its tiles and its checkpoint in one transaction; return only once
+        the commit is durable (WAL + synchronous=FULL: fsync before COMMIT returns)."""
+        await self._write([
+            ("INSERT INTO entries (idx, integrated_time, body) VALUES (?, ?, ?)",
+             [(e.index, integrated_time, e.body) for e in entries]),
+            ("INSERT INTO leaf_index (prefix, idx) VALUES (?, ?)",
+             [(key_prefix(e.leaf_hash), e.index) for e in entries]),
+            ("INSERT OR IGNORE INTO search_index (key, idx) VALUES (?, ?)",
+             [(k, e.index) for e in entries for k in e.search_keys]),
+            ("INSERT INTO tiles (level, idx, start, hashes) VALUES (?, ?, ?, ?)",
+             [(t.level, t.index, t.start, t.hashes) for t in tile_writes]),
+            ("INSERT INTO checkpoints (size, root, note, created) VALUES (?, ?, ?, ?)",
+             [(checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created)]),
+        ])
 
     async def ping(self) -> None:
         try:
@@ -253,13 +204,7 @@ class Storage:
         rows = await conn.execute_fetchall(
             f"SELECT l.idx, e.body FROM leaf_index l JOIN entries e ON e.idx = l.idx "
             f"WHERE l.prefix IN ({marks})", list(wanted))
-        found: dict[bytes, int] = {}
-        want = set(leaf_hashes)
-        for idx, body in rows:
-            h = hashlib.sha256(b"\x00" + body).digest()
-            if h in want:
-                found[h] = idx
-        return found
+        return confirm_leaves(cast(_Rows, rows), leaf_hashes)
 
     async def read_entries(self, indexes: Sequence[int]) -> dict[int, tuple[int, bytes]]:
         """index → (integratedTime, body) for the indexes that exist."""
@@ -275,19 +220,34 @@ class Storage:
             "SELECT body FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
         return [b for (b,) in rows]
 
-    async def search(self, keys: Sequence[int]) -> list[int]:
-        """Candidate indexes for search keys (callers confirm against the bodies)."""
-        if not keys:
+    async def search(self, keys: Sequence[int], *, before: int, limit: int,
+                     every: bool = False) -> list[int]:
+        """One page of candidates, newest first, each step a range scan of the (key, idx)
+        primary key that stops at `limit` rows: the union as the top of each key's own top
+        `limit`; the intersection as a join on a scan of the first key (give the rarer one
+        first). No `IN (?, …)` over candidates: a key with more entries than SQLite has
+        variables is one more page, not an error."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
             return []
-        marks = ",".join("?" * len(keys))
-        rows = await self._r.execute_fetchall(
-            f"SELECT DISTINCT idx FROM search_index WHERE key IN ({marks}) ORDER BY idx", list(keys))
+        if every:
+            joins = "".join(f" JOIN search_index s{n} ON s{n}.key = ? AND s{n}.idx = s0.idx"
+                            for n in range(1, len(wanted)))
+            sql = (f"SELECT s0.idx FROM search_index s0{joins} WHERE s0.key = ? AND s0.idx < ? "
+                   f"ORDER BY s0.idx DESC LIMIT ?")
+            params = [*wanted[1:], wanted[0], before, limit]
+        else:
+            per_key = ("SELECT idx FROM (SELECT idx FROM search_index WHERE key = ? AND idx < ? "
+                       "ORDER BY idx DESC LIMIT ?)")
+            sql = " UNION ".join([per_key] * len(wanted)) + " ORDER BY idx DESC LIMIT ?"
+            params = [*(p for k in wanted for p in (k, before, limit)), limit]
+        rows = await self._r.execute_fetchall(sql, params)
         return [i for (i,) in rows]
 
     async def _read_tile(self, conn: aiosqlite.Connection, level: int, index: int) -> bytes:
         rows = await conn.execute_fetchall(
             "SELECT start, hashes FROM tiles WHERE level = ? AND idx = ? ORDER BY start", (level, index))
-        return _join_chunks(rows, f"{level}/{index}")
+        return join_chunks(cast(_Rows, rows), f"{level}/{index}")
 
     async def read_tile(self, level: int, index: int) -> bytes:
         """All stored hashes of a tile (a full tile is 256 × 32 bytes)."""
@@ -305,10 +265,10 @@ class Storage:
         by_tile: dict[int, list[tuple[int, bytes]]] = {}
         for idx, start, hashes in rows:
             by_tile.setdefault(idx, []).append((start, hashes))
-        return {t: _join_chunks(chunks, f"0/{t}") for t, chunks in by_tile.items()}
+        return {t: join_chunks(chunks, f"0/{t}") for t, chunks in by_tile.items()}
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        rows = await self._w.execute_fetchall(
-            "SELECT size, root, note, created FROM checkpoints ORDER BY size DESC LIMIT 1")
+        rows = list(await self._w.execute_fetchall(
+            "SELECT size, root, note, created FROM checkpoints ORDER BY size DESC LIMIT 1"))
         return StoredCheckpoint(*rows[0]) if rows else None
 

@@ -1,6 +1,10 @@
 """Offline check of a log's data directory (`tlog fsck`): re-derive everything stored from
 the entries and say precisely where what is stored differs.
 
+It reads the server's own storage (its SQLite schema, tile chunks and indexes) and rebuilds
+the tree with the server's engine, so it lives with the server; tlog.audit checks a log from
+outside, over HTTP, with nothing but its pinned key.
+
 The database is opened read-only, in one read transaction (one snapshot, even while a
 server appends), and streamed in log order: entries, level-0 tiles, the search indexes
 and the checkpoints are read side by side with SQLite cursors, so memory stays bounded
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tlog.core.checkpoint import Checkpoint, validate_origin, verify_checkpoint
-from tlog.errors import InvalidInput, TlogError, VerificationError
+from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.entries.hashedrekord import (
     HashedRekord,
     parse_body,
@@ -44,12 +48,14 @@ from tlog.core.entries.hashedrekord import (
     verify_signature,
 )
 from tlog.core.keys import LogKey, LogPublicKey
-from tlog.server.log import DB_FILE, KEY_FILE
-from tlog.core.merkle import HASH_SIZE, leaf_hash, root_from_leaf_hashes, verify_consistency
+from tlog.core.merkle import HASH_SIZE, leaf_hash, verify_consistency
 from tlog.core.note import parse_note
-from tlog.server.storage.sqlite import SCHEMA_VERSION, key_prefix, search_key
-from tlog.core.tiles import tile_width_at
-from tlog.server.tree import TILE_HEIGHT, TILE_WIDTH, TileTree, TileWrite, TreeState
+from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, tile_width_at
+from tlog.errors import InvalidInput, TlogError, VerificationError
+from tlog.server.layout import DB_FILE, KEY_FILE
+from tlog.server.storage.base import key_prefix, search_key
+from tlog.server.storage.sqlite import SCHEMA_VERSION
+from tlog.server.tree import TileTree, TileWrite, TreeState
 
 Progress = Callable[[int, int], None]  # (leaves checked, tree size)
 
@@ -255,7 +261,7 @@ class _Rows:
         return key if isinstance(key, int) else None
 
     def take(self, key: int, stray: Callable[[tuple[Any, ...]], None]) -> list[tuple[Any, ...]]:
-        out = []
+        out: list[tuple[Any, ...]] = []
         while (k := self.peek()) is not None and k <= key:
             assert self._next is not None
             (out.append if k == key else stray)(self._next)
@@ -327,8 +333,10 @@ class _TileReader:
                 self.report.add("tile", f"{where} chunk at {start!r}",
                                 f"malformed: not a run of {HASH_SIZE}-byte hashes at a position")
                 continue
-            overlap = _Runs(lambda a, b: self.report.add(
-                "tile", where, f"chunk at {start} overlaps another at {_span('position', a, b)}"))
+            def overlaps(a: int, b: int, start: int = start) -> None:
+                self.report.add("tile", where,
+                                f"chunk at {start} overlaps another at {_span('position', a, b)}")
+            overlap = _Runs(overlaps)
             for k in range(len(data) // HASH_SIZE):
                 pos = start + k
                 if pos >= width:
@@ -380,9 +388,7 @@ class _Tree:
         return cls(TreeState.empty(), {}, -1)
 
     def clone(self) -> _Tree:
-        st = self.state  # TreeState.extended appends to its lists: copy them
-        state = TreeState(st.size, [list(u) for u in st.upper], [list(t) for t in st.tail])
-        return _Tree(state, {t: bytearray(b) for t, b in self.leaves.items()}, self.boundary)
+        return _Tree(self.state.detached(), {t: bytearray(b) for t, b in self.leaves.items()}, self.boundary)
 
     def extend(self, hashes: list[bytes]) -> list[TileWrite]:
         pos = self.state.size
@@ -462,7 +468,7 @@ class _Check:
 
     def meta(self) -> None:
         self.phase = "reading meta"
-        meta = {k: v for k, v in self.conn.execute("SELECT key, value FROM meta")}
+        meta = dict(self.conn.execute("SELECT key, value FROM meta"))
         if meta.get("schema") != SCHEMA_VERSION:
             self.report.add("meta", "schema", f"expected {SCHEMA_VERSION!r}, found {meta.get('schema')!r}")
         origin = meta.get("origin")
@@ -789,8 +795,9 @@ class _Check:
                 extra.add(idx)
         extra.flush()
         for table, rows in (("leaf_index", self.leaf_rows), ("search_index", self.search_rows)):
-            runs = _Runs(lambda a, b, table=table: self.report.add(
-                table, _span("entry", a, b), f"rows beyond the tree (tree size {size})"))
+            def beyond(a: int, b: int, table: str = table) -> None:
+                self.report.add(table, _span("entry", a, b), f"rows beyond the tree (tree size {size})")
+            runs = _Runs(beyond)
             for idx, value in rows.rest():
                 if isinstance(idx, int):
                     runs.add(idx)
