@@ -37,8 +37,19 @@ if TYPE_CHECKING:
               help="Submissions per second per client address (0: unlimited); 429 beyond.")
 @click.option("--rate-burst", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
               help="Submissions a client may send at once before --rate-limit applies.")
+@click.option("--search-rate-limit", type=click.FloatRange(0, 1e6), default=0.0, show_default=True,
+              help="Searches (POST /api/v1/index/retrieve) per second per client address "
+                   "(0: unlimited); 429 beyond.")
+@click.option("--search-rate-burst", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
+              help="Searches a client may send at once before --search-rate-limit applies.")
+@click.option("--max-connections", type=click.IntRange(1, 1_000_000), default=1024, show_default=True,
+              help="Requests answered at once (slow readers included); 503 beyond.")
+@click.option("--bundle-memory", type=click.IntRange(64, 1 << 20), default=128, show_default=True,
+              help="MiB for entry bundles (/tile/entries/…) being sent or cached; 503 when "
+                   "slow readers hold all of it.")
 @click.option("--request-timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True,
-              help="Seconds a client has to send its request headers and body (408 beyond).")
+              help="Seconds a client has to send its request headers and body (408 beyond), "
+                   "and to take each 64 KiB of a large answer (disconnected beyond).")
 @click.option("--max-header-size", type=click.IntRange(256, 1 << 20), default=8190, show_default=True,
               help="Longest request line or header field, in bytes (400 beyond).")
 @click.option("--witness", "witnesses", multiple=True, metavar="URL=VKEY",
@@ -53,7 +64,8 @@ if TYPE_CHECKING:
               help="Log one line per HTTP request.")
 def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: KeyType,
           batch_size: int, batch_ms: float, max_pending: int, max_body: int, rate_limit: float,
-          rate_burst: int, request_timeout: float, max_header_size: int, witnesses: tuple[str, ...],
+          rate_burst: int, search_rate_limit: float, search_rate_burst: int, max_connections: int,
+          bundle_memory: int, request_timeout: float, max_header_size: int, witnesses: tuple[str, ...],
           read_only: bool, log_format: str, access_log: bool) -> None:
     """Run the log server."""
     import logging
@@ -72,6 +84,8 @@ def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type
     config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,
                        batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending,
                        witnesses=tuple(parse_witness_option(w) for w in witnesses),
-                       read_only=read_only)
-    limits = ApiLimits(max_body=max_body, rate=rate_limit, burst=rate_burst, body_timeout=request_timeout)
+                       read_only=read_only, bundle_memory=bundle_memory << 20)
+    limits = ApiLimits(max_body=max_body, rate=rate_limit, burst=rate_burst, body_timeout=request_timeout,
+                       search_rate=search_rate_limit, search_burst=search_rate_burst,
+                       max_connections=max_connections)
     asyncio.run(run(config, host, port, limits=limits, max_header_size=max_header_size))

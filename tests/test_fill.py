@@ -33,7 +33,7 @@ async def test_filled_log_holds_valid_signed_entries_and_serves_them(tmp_path: P
         # The search index was written as admission writes it.
         entry = parse_body(bodies[700])
         found = await lg.search(entry.artifact_key(), None)
-        assert found == [leaf_hash(bodies[700])]
+        assert found.uuids == [leaf_hash(bodies[700])] and found.more_before is None
         (got,) = await lg.entries_by_index([1234])
         assert base64.b64decode(next(iter(got.values()))["body"]) == bodies[1234]
     finally:

@@ -23,7 +23,7 @@ from .test_serve import TLOG, free_port, start, stop, wait_ready
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tlog(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def tlog(*args: str | Path | int) -> subprocess.CompletedProcess[str]:
     """Run a `tlog` command that is expected to exit by itself (a refusal)."""
     return subprocess.run([*TLOG, *map(str, args)], capture_output=True, text=True, timeout=60,
                           cwd=ROOT)
@@ -92,7 +92,7 @@ async def test_a_second_server_on_a_data_dir_is_refused_and_the_first_keeps_serv
     ports = free_port(), free_port()
     frozen = [start(data, p, "--read-only") for p in ports]
     try:
-        for p, proc in zip(ports, frozen):
+        for p, proc in zip(ports, frozen, strict=True):
             await wait_ready(p, proc)
         r = tlog("serve", "--data-dir", data, "--port", free_port())
         refused(r, str(data), "PID ")
@@ -160,7 +160,7 @@ async def test_a_second_witness_on_a_data_dir_is_refused(tmp_path: Path) -> None
         before = snapshot(data)
         refused(tlog(*witness(free_port())), str(data), f"PID {first.pid}")
         assert snapshot(data) == before
-        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/healthz") as r:
-            assert r.status == 200
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            assert resp.status == 200
     finally:
         stop(first)

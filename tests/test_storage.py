@@ -35,7 +35,7 @@ async def test_a_new_storage_is_empty(driver: Driver) -> None:
     assert await st.read_tile(0, 0) == b""
     assert await st.read_leaf_tiles([0, 1]) == {} and await st.read_leaf_tiles([]) == {}
     assert await st.find_leaves([LEAVES[0]]) == {} and await st.find_leaves([]) == {}
-    assert await st.search([1]) == [] and await st.search([]) == []
+    assert await st.search([1], before=10, limit=5) == [] and await st.search([], before=10, limit=5) == []
     await st.ping()
     await st.close()
 
@@ -107,14 +107,42 @@ async def test_find_leaves_confirms_prefix_hits_against_the_bodies(driver: Drive
     await st.close()
 
 
-async def test_search_gives_distinct_candidates_in_index_order(driver: Driver) -> None:
+async def test_search_gives_distinct_candidates_newest_first_a_page_at_a_time(driver: Driver) -> None:
     st = await driver.open()
     # Entry i has keys i % 3 and 100 (twice: a repeated key is stored once).
     await append(st, TreeState.empty(), [body(i) for i in range(7)], keys=lambda i: (i % 3, 100, 100))
-    assert await st.search([1]) == [1, 4]
-    assert await st.search([2, 1, 2]) == [1, 2, 4, 5]
-    assert await st.search([100]) == list(range(7))
-    assert await st.search([5]) == []
+    assert await st.search([1], before=7, limit=10) == [4, 1]
+    assert await st.search([2, 1, 2], before=7, limit=10) == [5, 4, 2, 1]
+    assert await st.search([100], before=7, limit=10) == list(range(6, -1, -1))
+    assert await st.search([5], before=7, limit=10) == []
+    # Pages: at most `limit`, below `before`; the union's page is its newest, whichever key.
+    assert await st.search([100], before=7, limit=3) == [6, 5, 4]
+    assert await st.search([100], before=4, limit=3) == [3, 2, 1]
+    assert await st.search([100], before=1, limit=3) == [0]
+    assert await st.search([0, 1], before=7, limit=3) == [6, 4, 3]
+    assert await st.search([0, 1], before=3, limit=3) == [1, 0]
+    # `every`: under all the keys.
+    assert await st.search([100, 1], before=7, limit=10, every=True) == [4, 1]
+    assert await st.search([1, 100], before=4, limit=10, every=True) == [1]
+    assert await st.search([1, 2], before=7, limit=10, every=True) == []
+    await st.close()
+
+
+async def test_search_pages_through_more_candidates_than_sqlite_has_variables(driver: Driver) -> None:
+    """Issue 11, item 1: 40,000 entries under one key (SQLite allows 32,766 variables in one
+    statement) are read a page at a time, and none is missed."""
+    st = await driver.open()
+    state = TreeState.empty()
+    for start in range(0, 40_000, 10_000):
+        state = await append(st, state, [b"e%d" % i for i in range(start, start + 10_000)],
+                             keys=lambda i: (7, i % 2))
+    seen: list[int] = []
+    before = state.size
+    while page := await st.search([7], before=before, limit=8192):
+        seen += page
+        before = page[-1]
+    assert seen == list(range(39_999, -1, -1))
+    assert len(await st.search([7, 1], before=40_000, limit=40_000, every=True)) == 20_000
     await st.close()
 
 
@@ -196,7 +224,7 @@ async def test_a_batch_that_would_rewrite_history_stores_nothing(driver: Driver,
     rec = await st.recover()
     assert rec.size == 10 and rec.checkpoint is not None and rec.checkpoint.size == 10
     assert rec.tail_leaves == LEAVES[:10]
-    assert await st.read_entries([10, 11]) == {} and await st.search([77]) == []
+    assert await st.read_entries([10, 11]) == {} and await st.search([77], before=20, limit=5) == []
     assert await st.find_leaves([leaf_hash(b"x"), leaf_hash(b"y")]) == {}
     assert await st.read_tile(0, 0) == b"".join(LEAVES[:10])
     await st.close()

@@ -1,4 +1,5 @@
-"""Errors raised by tlog's library code, all defined here.
+"""Errors raised by tlog's library code: every kind of failure is defined here, and what a
+module adds (Duplicate, ForkRefused, ForkAlert, LogUnreachable…) subclasses one of these.
 
 Every error says what happened (`str(e)`) and, through `diagnostics()`, what to do about it
 (sigstore-python's `Error.diagnostics()` habit): the CLI prints `diagnostics()` instead of a
@@ -95,13 +96,13 @@ class Conflict(TlogError):
 
 
 class RateLimited(TlogError):
-    """One client submits faster than the log allows it (HTTP 429). Not invalid input: the
-    same request is accepted later."""
+    """One client submits (or searches) faster than the log allows it (HTTP 429). Not
+    invalid input: the same request is accepted later."""
 
     status = 429
 
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"too many submissions from this client: retry in {wait:.1f} s")
+    def __init__(self, wait: float, what: str = "submissions") -> None:
+        super().__init__(f"too many {what} from this client: retry in {wait:.1f} s")
         self.retry_after = max(1, math.ceil(wait))
 
 

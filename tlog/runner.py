@@ -44,8 +44,8 @@ def listen(host: str, port: int) -> Iterator[list[socket.socket]]:
                 sock.setblocking(False)
         except OSError as e:  # socket.gaierror included
             raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}",
-                               hint="stop what holds this address or choose another with "
-                                    "--host/--port; nothing was created") from e
+                               hint="free the port, or choose an address of this machine "
+                                    "and a free port (--host, --port); nothing was created") from e
         yield sockets
     finally:
         for sock in sockets:

@@ -96,13 +96,14 @@ def tile_width_at(level: int, index: int, tree_size: int) -> int:
 
 
 def encode_entry_bundle(bodies: Iterable[bytes]) -> bytes:
-    """Entry bundle: each entry as a big-endian uint16 length and its bytes."""
-    out = bytearray()
+    """Entry bundle: each entry as a big-endian uint16 length and its bytes. Joined once,
+    so the bundle costs one copy of the bodies (a full one of large entries is 16 MiB)."""
+    parts: list[bytes] = []
     for b in bodies:
         if len(b) > 0xFFFF:
             raise ValueError(f"entry of {len(b)} bytes does not fit a tile entry bundle")
-        out += len(b).to_bytes(2, "big") + b
-    return bytes(out)
+        parts += (len(b).to_bytes(2, "big"), b)
+    return b"".join(parts)
 
 
 def decode_entry_bundle(data: bytes) -> list[bytes]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tlog.core import rekor
@@ -40,6 +40,7 @@ from tlog.errors import (
     UnsupportedMediaType,
 )
 from tlog.logs import request_id
+from tlog.server.bundles import etag_of
 from tlog.server.limits import DEFAULT_MAX_BODY, MAX_RETRIEVE_INDEXES, MAX_RETRIEVE_UUIDS
 from tlog.server.openapi import OPENAPI_PATH, openapi_spec
 from tlog.server.ratelimit import TokenBuckets
@@ -55,12 +56,19 @@ class ApiLimits:
     max_body: int = DEFAULT_MAX_BODY  # bytes; 413 beyond
     rate: float = 0.0  # submissions per second per client address; 0 = unlimited
     burst: int = 20  # submissions a client may make at once before the rate applies
-    body_timeout: float = 30.0  # seconds to receive a request body; 408 beyond
+    body_timeout: float = 30.0  # seconds to receive a request body (408 beyond) or to take a chunk of an answer
+    search_rate: float = 0.0  # searches (POST /index/retrieve) per second per client address; 0 = unlimited
+    search_burst: int = 20  # searches a client may make at once before search_rate applies
+    max_connections: int = 1024  # requests being answered at once, per process; 503 beyond
 
 
 LOG_KEY: web.AppKey[LogService] = web.AppKey("log")
 LIMITS_KEY: web.AppKey[ApiLimits] = web.AppKey("limits", ApiLimits)
 BUCKETS_KEY: web.AppKey[TokenBuckets | None] = web.AppKey("buckets", object)  # type: ignore[arg-type]
+SEARCH_BUCKETS_KEY: web.AppKey[TokenBuckets | None] = web.AppKey("search_buckets", object)  # type: ignore[arg-type]
+# Bodies larger than this are sent in chunks of it, each awaited: a reader that stops
+# reading holds one chunk in the server's buffers, not a copy of the whole body.
+SEND_CHUNK = 64 * 1024
 _JSON = "application/json"
 # Rekor's SearchIndex `hash`: "<algorithm>:<hex>", or bare hex whose length names the algorithm.
 _HASH_QUERY = re.compile(rf"(?:({'|'.join(DIGESTS)}):)?([0-9a-fA-F]+)")
@@ -172,6 +180,36 @@ def _log(request: web.Request) -> LogService:
     return request.app[LOG_KEY]
 
 
+def _take_token(request: web.Request, key: web.AppKey[TokenBuckets | None], what: str) -> None:
+    """429 with Retry-After once this client has used up its bucket of `key` (ratelimit)."""
+    buckets = request.app[key]
+    if buckets is not None:
+        wait = buckets.take(request.remote or "unknown")
+        if wait > 0:
+            raise RateLimited(wait, what)
+
+
+def _connection_limit(limit: int) -> Middleware:
+    """A middleware that answers 503 (Overloaded, Retry-After) while `limit` requests are
+    being answered: a per-process bound on connections in use, stalled readers included
+    (HTTP/1.1 answers one request per connection at a time; idle keep-alive connections are
+    closed after the request timeout), so that slow clients cannot pile up without end."""
+    active = 0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal active
+        if active >= limit:
+            raise Overloaded(f"{limit} connections are being answered")
+        active += 1
+        try:
+            return await handler(request)
+        finally:
+            active -= 1
+
+    return middleware
+
+
 # -- routes -------------------------------------------------------------------------------
 _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (RateLimited, "rate_limited"), (Duplicate, "duplicate"), (Overloaded, "overloaded"),
@@ -181,11 +219,7 @@ _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
 async def create_entry(request: web.Request) -> web.Response:
     counter = _log(request).metrics.submissions
     try:
-        buckets = request.app[BUCKETS_KEY]
-        if buckets is not None:
-            wait = buckets.take(request.remote or "unknown")
-            if wait > 0:
-                raise RateLimited(wait)
+        _take_token(request, BUCKETS_KEY, "submissions")
         entry = await _log(request).submit(await _read_json(request))
     except Exception as e:
         counter.labels(next((name for t, name in _OUTCOMES if isinstance(e, t)), "error")).inc()
@@ -241,6 +275,13 @@ async def retrieve_entries(request: web.Request) -> web.Response:
 
 
 async def search_index(request: web.Request) -> web.Response:
+    """Rekor's searchIndex (openapi.yaml: a JSON array of entry UUIDs), capped: the newest
+    MAX_SEARCH_RESULTS matches below `?before=` (default: all of the log), in log order.
+    When older matches remain, X-Tlog-Truncated says so and X-Tlog-Next-Before is the
+    `before` of the next page. Rekor's own spec warns this endpoint's results "may be
+    incomplete"; a Rekor client reads the first page as the answer (issue 11, item 1)."""
+    _take_token(request, SEARCH_BUCKETS_KEY, "searches")
+    before = _int_param(request, "before", _log(request).head.state.size)
     body = await _read_json(request)
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object {hash} or {publicKey}")
@@ -271,8 +312,10 @@ async def search_index(request: web.Request) -> web.Response:
     operator = body.get("operator", "or")
     if operator not in ("and", "or"):
         raise InvalidInput("operator must be \"and\" or \"or\"")
-    found = await _log(request).search(artifact, fingerprint, operator)
-    return _json([u.hex() for u in found])
+    page = await _log(request).search(artifact, fingerprint, operator, before=before)
+    more = page.more_before
+    headers = None if more is None else {"X-Tlog-Truncated": "true", "X-Tlog-Next-Before": str(more)}
+    return _json([u.hex() for u in page.uuids], headers=headers)
 
 
 async def log_info(request: web.Request) -> web.Response:
@@ -299,16 +342,48 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 
 async def tile(request: web.Request) -> web.StreamResponse:
+    """A hash tile, or an entry bundle held in the log's bundle memory while it is sent."""
     ref = parse_tile_path(request.match_info["path"])
-    data = await _log(request).tile(ref)
-    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
     # Full tiles never change (tlog-tiles); a partial tile of a given width never changes
     # either, but it goes away once the full tile exists, so it is cached briefly.
     cache = "public, max-age=31536000, immutable" if not ref.is_partial else "public, max-age=60"
+    lg = _log(request)
+    if ref.level is None:
+        async with lg.entry_bundle(ref) as bundle:
+            return await _send_tile(request, bundle.data, bundle.etag, cache)
+    data = await lg.tile(ref)
+    return await _send_tile(request, data, etag_of(data), cache)
+
+
+async def _send_tile(request: web.Request, data: bytes, etag: str, cache: str) -> web.StreamResponse:
+    """Send immutable bytes (304 if the client has them). Past SEND_CHUNK, they go out a
+    chunk at a time, as memoryview slices of the one `data` object, each within the request
+    timeout: a reader that stops reading is disconnected, having held one chunk of buffer,
+    not its own copy of a 16 MB bundle (issue 11, item 2)."""
     headers = {"Cache-Control": cache, "ETag": etag}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
-    return web.Response(body=data, content_type="application/octet-stream", headers=headers)
+    if len(data) <= SEND_CHUNK or request.method == "HEAD":
+        return web.Response(body=data, content_type="application/octet-stream", headers=headers)
+    rid = request_id.get()
+    if rid is not None:  # sent before the observing middleware sees the response
+        headers["X-Request-ID"] = rid
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/octet-stream"
+    response.content_length = len(data)
+    view = memoryview(data)
+    try:
+        await response.prepare(request)
+        for start in range(0, len(data), SEND_CHUNK):
+            async with asyncio.timeout(request.app[LIMITS_KEY].body_timeout):
+                await response.write(view[start:start + SEND_CHUNK])
+        await response.write_eof()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()  # drops what the stalled reader left in the buffers
+    except ConnectionError:
+        pass  # the reader went away
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -339,11 +414,14 @@ def make_app(lg: LogService, limits: ApiLimits | None = None, *,
     limits = limits or ApiLimits()
     if max_body is not None:
         limits = dataclasses.replace(limits, max_body=max_body)
-    app = web.Application(middlewares=[observe_middleware, errors_middleware],
+    app = web.Application(middlewares=[observe_middleware, errors_middleware,
+                                       _connection_limit(limits.max_connections)],
                           client_max_size=limits.max_body)
     app[LOG_KEY] = lg
     app[LIMITS_KEY] = limits
     app[BUCKETS_KEY] = TokenBuckets(limits.rate, limits.burst) if limits.rate > 0 else None
+    app[SEARCH_BUCKETS_KEY] = (TokenBuckets(limits.search_rate, limits.search_burst)
+                               if limits.search_rate > 0 else None)
     p = rekor.API_PREFIX
     app.router.add_post(f"{p}/log/entries", create_entry)
     app.router.add_get(f"{p}/log/entries", get_entry_by_index)

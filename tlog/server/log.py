@@ -14,6 +14,7 @@ import stat
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,12 @@ from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, encode_entry_bundl
 from tlog.core.timestamp import sign_set
 from tlog.errors import Forbidden, InvalidInput, NotFound, StartupError, TlogError
 from tlog.files import DirLock, write_private
+from tlog.server.bundles import Bundle, BundleCache
 from tlog.server.layout import KEY_FILE
+from tlog.server.limits import MAX_SEARCH_RESULTS
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Admitted, Published, Sequenced, Sequencer
+from tlog.server.service import SearchPage
 from tlog.server.storage.base import NoStorage, Storage, StorageFactory, StoredCheckpoint, search_key
 from tlog.server.storage.sqlite import SqliteStorage
 from tlog.server.tree import (
@@ -44,6 +48,49 @@ from tlog.server.witnessing import Witnessing, WitnessSpec
 
 log = logging.getLogger("tlog")
 
+# How a search walks the index (Log.search): candidates per storage read, searches reading
+# at once (each holds at most one chunk of bodies, ≤ 64 × 64 KiB), and the longest run of
+# confirmations before the event loop gets a turn.
+SEARCH_CHUNK = 64
+SEARCH_SLOTS = 4
+SEARCH_SLICE = 0.002  # seconds
+
+
+class _Matcher:
+    """Does a stored body match a search? Decided from the values `indexed_values` reads
+    off its bytes, the key's fingerprint computed once per distinct key (a search by key
+    mostly meets the same key or certificate again and again)."""
+
+    def __init__(self, artifact_key: str | None, fingerprint: bytes | None, every: bool) -> None:
+        self.artifact_key = artifact_key
+        self.fingerprint = fingerprint
+        self.every = every
+        self._fingerprints: dict[bytes, bytes] = {}  # key content → fingerprint, a few
+
+    def __call__(self, body: bytes) -> bool:
+        values = hashedrekord.indexed_values(body)
+        if values is None:
+            return False
+        artifact, key = values
+        if self.artifact_key is not None:
+            hit = artifact == self.artifact_key
+            # Decided by the artifact alone: no key asked, a hit for "or", a miss for "and".
+            if self.fingerprint is None or hit != self.every:
+                return hit
+        return self._fingerprint_of(key) == self.fingerprint
+
+    def _fingerprint_of(self, key: bytes) -> bytes:
+        known = self._fingerprints.get(key)
+        if known is None:
+            try:
+                known = hashedrekord.stored_key_fingerprint(key)
+            except InvalidInput:
+                known = b""
+            if len(self._fingerprints) >= 8:
+                self._fingerprints.clear()
+            self._fingerprints[key] = known
+        return known
+
 
 @dataclass(frozen=True)
 class LogConfig:
@@ -55,6 +102,7 @@ class LogConfig:
     max_pending: int = 4096
     witnesses: tuple[WitnessSpec, ...] = ()
     read_only: bool = False  # a frozen log: serves reads and proofs, accepts no entries
+    bundle_memory: int = 128 << 20  # bytes for entry bundles being sent or cached
 
 
 async def _load_or_create_key(config: LogConfig, storage_factory: StorageFactory) -> tuple[LogKey, bool]:
@@ -110,8 +158,10 @@ class Log:
         self.metrics = metrics
         self.created_key = False
         self.tile_cache = TileCache()
+        self.bundles = BundleCache(config.bundle_memory)
         self.witnessing: Witnessing | None = None
         self._sets: OrderedDict[int, bytes] = OrderedDict()
+        self._search_slots = asyncio.Semaphore(SEARCH_SLOTS)
         self._lock: DirLock | None = None
 
     @classmethod
@@ -365,24 +415,40 @@ class Log:
         more_before = page[-1][0] if len(found) > limit else None
         return SearchPage([uuid for _, uuid in reversed(page)], more_before)
 
-    async def tile(self, ref: TileRef) -> bytes:
-        """A C2SP tile or entry bundle at the current tree size (404 if it does not exist
-        yet). Hash tiles are stored (level 0) or held in memory (levels ≥ 1), never
-        recomputed from the leaves."""
-        head = self.head
-        size = head.state.size
-        level = 0 if ref.level is None else ref.level
-        if tile_width_at(level, ref.index, size) < ref.width:
+    def _check_exists(self, ref: TileRef, size: int) -> None:
+        """404 for a tile or bundle the tree of this size does not have (yet)."""
+        if tile_width_at(0 if ref.level is None else ref.level, ref.index, size) < ref.width:
             what = "entry bundle" if ref.level is None else "tile"
             raise NotFound(f"{what} {ref.path()} does not exist at tree size {size}")
-        start = ref.index * TILE_WIDTH
+
+    async def tile(self, ref: TileRef) -> bytes:
+        """A C2SP hash tile at the current tree size (404 if it does not exist yet). Hash
+        tiles are stored (level 0) or held in memory (levels ≥ 1), never recomputed from the
+        leaves. Entry bundles: `entry_bundle`."""
         if ref.level is None:
-            return encode_entry_bundle(await self.storage.read_entry_range(start, start + ref.width))
+            raise ValueError("an entry bundle is read with entry_bundle()")
+        head = self.head
+        size = head.state.size
+        self._check_exists(ref, size)
+        start = ref.index * TILE_WIDTH
         if ref.level == 0:
             if ref.index == size >> TILE_HEIGHT:  # the partial tail tile is in memory
                 return b"".join(head.state.tail[0][:ref.width])
             return (await self.storage.read_tile(0, ref.index))[:ref.width * HASH_SIZE]
         return b"".join(head.state.upper[TILE_HEIGHT * ref.level - TILE_HEIGHT][start:start + ref.width])
+
+    def entry_bundle(self, ref: TileRef) -> AbstractAsyncContextManager[Bundle]:
+        """A C2SP entry bundle at the current tree size (404 if it does not exist yet), held
+        in `bundles` while the block runs: read and encoded once, then the same bytes for
+        every reader, in bounded memory (tlog.server.bundles)."""
+        self._check_exists(ref, self.head.state.size)
+        start = ref.index * TILE_WIDTH
+
+        async def build() -> bytes:
+            return encode_entry_bundle(await self.storage.read_entry_range(start, start + ref.width))
+
+        largest = ref.width * (2 + hashedrekord.MAX_BODY_BYTES)  # a uint16 length, a body
+        return self.bundles.hold((ref.index, ref.width), largest, build)
 
     async def health_problem(self) -> str | None:
         """Why the log cannot serve writes now, or None: halted by the signing guard, the

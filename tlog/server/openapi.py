@@ -16,7 +16,12 @@ from tlog.core.digests import DIGESTS
 from tlog.core.entries import hashedrekord
 from tlog.core.rekor import API_PREFIX
 from tlog.core.tiles import MAX_LEVEL, TILE_WIDTH
-from tlog.server.limits import DEFAULT_MAX_BODY, MAX_RETRIEVE_INDEXES, MAX_RETRIEVE_UUIDS
+from tlog.server.limits import (
+    DEFAULT_MAX_BODY,
+    MAX_RETRIEVE_INDEXES,
+    MAX_RETRIEVE_UUIDS,
+    MAX_SEARCH_RESULTS,
+)
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 
@@ -267,6 +272,9 @@ def _tile(summary: str, media_description: str, *, level: bool, partial: bool) -
             "304": {"description": "Not modified (If-None-Match matched the ETag)",
                     "headers": {"ETag": etag}},
             "404": _error("No such tile at the current tree size, or not a tile path"),
+            **({} if level else {"503": _error(
+                "Entry bundles still being sent to slow readers hold all the memory kept for "
+                "them (tlog serve --bundle-memory)", {"Retry-After": _RETRY_AFTER})}),
         },
     }}
 
@@ -338,13 +346,36 @@ def _paths() -> dict[str, Any]:
             },
         }},
         f"{p}/index/retrieve": {"post": {
-            "summary": "UUIDs of the entries for an artifact digest and/or a public key",
+            "summary": (f"UUIDs of the entries for an artifact digest and/or a public key: the "
+                        f"newest {MAX_SEARCH_RESULTS}, then older pages with ?before="),
+            "description": (
+                "Rekor's searchIndex, whose results Rekor's own spec says \"may be incomplete\". "
+                f"At most {MAX_SEARCH_RESULTS} UUIDs, those of the newest matching entries below "
+                "log index `before` (default: the whole log), listed in log order. When older "
+                "matches remain, X-Tlog-Truncated is \"true\" and X-Tlog-Next-Before is the "
+                "`before` of the next page; a client that ignores them reads the newest page."),
             "operationId": "searchIndex",
             "tags": ["index"],
+            "parameters": [{"name": "before", "in": "query", "required": False,
+                            "description": "Only entries below this log index (X-Tlog-Next-Before "
+                                           "of the previous page)",
+                            "schema": {"type": "integer", "minimum": 0}}],
             "requestBody": _json_body("SearchIndex", "What to search for"),
             "responses": {
-                "200": _ok("UUIDs, in log order", {"type": "array", "items": _hex("Entry UUID")}),
+                "200": _ok(f"UUIDs, in log order: at most {MAX_SEARCH_RESULTS}",
+                           {"type": "array", "maxItems": MAX_SEARCH_RESULTS, "items": _hex("Entry UUID")},
+                           headers={
+                               "X-Tlog-Truncated": {
+                                   "description": "\"true\" when older matches were left out",
+                                   "required": False, "schema": {"type": "string", "enum": ["true"]}},
+                               "X-Tlog-Next-Before": {
+                                   "description": "The `before` that asks for the next (older) page",
+                                   "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                           }),
                 **_BODY_ERRORS,
+                "400": _error("Not a search (see SearchIndex), or `before` is not a non-negative integer"),
+                "429": _error("This client is searching too fast (tlog serve --search-rate-limit)",
+                              {"Retry-After": _RETRY_AFTER}),
             },
         }},
         f"{p}/log": {"get": {

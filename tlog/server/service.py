@@ -8,11 +8,24 @@ can change apart, and a test can serve any object that keeps these promises.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tlog.core.tiles import TileRef
+from tlog.server.bundles import Bundle
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Published
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One answer of an index search: the UUIDs of the newest matches below a log index, in
+    log order, and — when older matches remain — the index to ask below for the next page
+    (the smallest index on this one)."""
+
+    uuids: list[bytes]
+    more_before: int | None
 
 
 class LogService(Protocol):
@@ -56,12 +69,18 @@ class LogService(Protocol):
         ...
 
     async def search(self, artifact_key: str | None, fingerprint: bytes | None,
-                     operator: str = "or") -> list[bytes]:
-        """UUIDs of the entries for an artifact digest and/or a key (POST /index/retrieve)."""
+                     operator: str = "or", *, before: int | None = None) -> SearchPage:
+        """The newest entries for an artifact digest and/or a key, below log index `before`
+        (POST /index/retrieve): at most limits.MAX_SEARCH_RESULTS of them."""
         ...
 
     async def tile(self, ref: TileRef) -> bytes:
-        """A C2SP tlog-tiles tile or entry bundle at the current tree size (GET /tile/…)."""
+        """A C2SP tlog-tiles hash tile at the current tree size (GET /tile/L/N…)."""
+        ...
+
+    def entry_bundle(self, ref: TileRef) -> AbstractAsyncContextManager[Bundle]:
+        """A C2SP tlog-tiles entry bundle at the current tree size (GET /tile/entries/N…),
+        held for as long as the response sending it lasts (tlog.server.bundles)."""
         ...
 
     def checkpoint_note(self) -> bytes:
