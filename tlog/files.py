@@ -71,7 +71,7 @@ class DirLock:
     for corruption and serve their own stale checkpoint; the second one is refused instead.
 
     `shared`: for a frozen (read-only) log, which many processes may serve at once, but no
-    writer beside them — their checkpoint would silently fall behind its. Offline readers
+    writer beside them (its entries would leave their checkpoint silently behind). Offline readers
     (`tlog fsck`) take no lock at all: SQLite gives them a consistent snapshot.
     The holder writes its PID into the file, only so that a refusal can name it."""
 

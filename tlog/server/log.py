@@ -107,9 +107,11 @@ class LogConfig:
 
 async def _load_or_create_key(config: LogConfig, storage_factory: StorageFactory) -> tuple[LogKey, bool]:
     """The log key, created 0600 on first start; a key others can read is refused. A new
-    key is written last, once nothing else can refuse the start (the log's name is valid),
-    and never beside a database that already holds a log: that log's key was lost, and a
-    new one could never sign for it."""
+    key is written once nothing else can refuse the start (the port is bound, the directory
+    locked, the log's name valid), before the database that will name it (a key without a
+    database is harmless, a database without its key is a dead log), and never beside a
+    database that already holds a log: that log's key was lost, and a new one could never
+    sign for it."""
     path = config.data_dir / KEY_FILE
     if path.exists():
         mode = path.stat().st_mode
@@ -125,17 +127,17 @@ async def _load_or_create_key(config: LogConfig, storage_factory: StorageFactory
     try:
         probe = await storage_factory(config.data_dir, read_only=True)  # creates nothing
     except NoStorage:
-        probe = None
-    if probe is not None:
+        meta = {}
+    else:
         try:
             meta = await probe.get_meta()
         finally:
             await probe.close()
-        if meta:
-            raise StartupError(
-                f"{config.data_dir} holds the database of log {meta.get('origin')} (logID "
-                f"{meta.get('log_id')}) but not its key: restore {path} from a backup; a new "
-                f"key cannot sign for this log, so none was created")
+    if meta:
+        raise StartupError(
+            f"{config.data_dir} holds the database of log {meta.get('origin')} (logID "
+            f"{meta.get('log_id')}) but not its key: restore {path} from a backup; a new "
+            f"key cannot sign for this log, so none was created")
     key = LogKey.generate(config.key_type)
     write_private(path, key.to_pem())
     return key, True
