@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tlog.core.merkle import leaf_hash
+from tlog.core.tilestate import TreeState
 from tlog.server.storage.base import NewEntry, Storage, StorageFactory, StoredCheckpoint
 from tlog.server.storage.memory import MemoryDriver
 from tlog.server.storage.sqlite import SqliteStorage
-from tlog.server.tree import TreeState
 
 DRIVERS: dict[str, Callable[[Path], StorageFactory]] = {
     "sqlite": lambda tmp: SqliteStorage.open_in,  # a real file in the test's directory

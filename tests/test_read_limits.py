@@ -253,6 +253,7 @@ async def test_readers_that_never_read_a_16_mb_bundle_cost_the_log_no_memory(tmp
             log_latency = time.monotonic() - t0
             # The server cuts each stalled reader off after the request timeout, having sent
             # it no more than the socket buffers took.
+            await asyncio.sleep(3)
             cut = await asyncio.gather(*(loop.run_in_executor(None, _drain, s, 20) for s in readers))
             assert all(head == b"HTTP/1.1 200" and sent < len(bundle) for head, sent in cut), cut[:3]
             await asyncio.sleep(0.5)

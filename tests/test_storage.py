@@ -12,11 +12,11 @@ import pytest
 
 from tlog.core.merkle import leaf_hash, node_hash
 from tlog.core.tiles import TileRef, encode_entry_bundle
+from tlog.core.tilestate import TileWrite, TreeState
 from tlog.server.layout import DB_FILE
 from tlog.server.storage.base import NewEntry, NoStorage, StorageError, StoredCheckpoint
 from tlog.server.storage.memory import MemoryDriver
 from tlog.server.storage.sqlite import SqliteStorage
-from tlog.server.tree import TileWrite, TreeState
 
 from .storage_contract import TIME, Driver, append, body, driver_fixture, fill  # noqa: F401 (fixture)
 from .support import OpenLog, Signer, check_log_entry

@@ -15,13 +15,8 @@ from pymerkle.core import _inclusion_path_layout
 from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from tlog.core.tiles import TILE_WIDTH
-from tlog.server.tree import (
-    MissingTile,
-    TileTree,
-    TreeState,
-    tiles_for_consistency,
-    tiles_for_inclusion,
-)
+from tlog.core.tilestate import TreeState, tiles_for_consistency, tiles_for_inclusion
+from tlog.server.tree import MissingTile, TileTree
 
 
 def _leaves(n: int, seed: int = 1) -> list[bytes]:

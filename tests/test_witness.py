@@ -25,8 +25,9 @@ from tlog.core.cosignature import CosignatureSigner, cosigned_by, parse_cosignat
 from tlog.core.keys import LogKey
 from tlog.core.merkle import leaf_hash
 from tlog.core.note import parse_note
+from tlog.core.tilestate import TreeState
 from tlog.errors import InvalidInput, VerificationError
-from tlog.server.tree import TileTree, TreeState
+from tlog.server.tree import TileTree
 from tlog.witness.client import WitnessConflict, WitnessError, push_checkpoint, witness_checkpoint
 from tlog.witness.cosigner import MAX_PROOF_LINES, Witness, format_add_checkpoint, parse_add_checkpoint
 from tlog.witness.server import MAX_FORKS_PER_LOG, SqliteWitnessStore, make_witness_app, parse_log_option

@@ -3,7 +3,7 @@ every tile the log serves, every entry's signature, and the signed checkpoint's 
 
 For each level-0 tile, in order: download the entry bundle and the hash tile, hash each
 body (RFC 6962 leaf hash), verify each hashedrekord signature, append the leaves to a
-tlog.server.tree.TreeState — which says exactly which hashes every tile, at every level, must hold —
+tlog.core.tilestate.TreeState — which says exactly which hashes every tile, at every level, must hold —
 and compare those with the tiles served. At the end the rebuilt root must equal the
 checkpoint's. Progress is saved at tile boundaries, as (size, root there): a later run
 rebuilds that snapshot from the level-1 tiles, checks it reproduces the saved root, and
@@ -40,9 +40,9 @@ from tlog.core.checkpoint import Checkpoint, verify_checkpoint
 from tlog.core.entries.hashedrekord import parse_body, verify_signature
 from tlog.core.merkle import HASH_SIZE, leaf_hash
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
+from tlog.core.tilestate import TileWrite, TreeState
 from tlog.core.trusted import TrustedLog
 from tlog.errors import InvalidInput, VerificationError
-from tlog.server.tree import TileWrite, TreeState
 
 STATE_VERSION = 1
 MAX_LISTED_FAILURES = 1000

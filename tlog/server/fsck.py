@@ -51,11 +51,12 @@ from tlog.core.keys import LogKey, LogPublicKey
 from tlog.core.merkle import HASH_SIZE, leaf_hash, verify_consistency
 from tlog.core.note import parse_note
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, tile_width_at
+from tlog.core.tilestate import TileWrite, TreeState
 from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.server.layout import DB_FILE, KEY_FILE
 from tlog.server.storage.base import key_prefix, search_key
 from tlog.server.storage.sqlite import SCHEMA_VERSION
-from tlog.server.tree import TileTree, TileWrite, TreeState
+from tlog.server.tree import TileTree
 
 Progress = Callable[[int, int], None]  # (leaves checked, tree size)
 

@@ -25,6 +25,7 @@ from tlog.core.entries import hashedrekord
 from tlog.core.keys import KeyType, LogKey
 from tlog.core.merkle import HASH_SIZE, leaf_hash
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, encode_entry_bundle, tile_width_at
+from tlog.core.tilestate import TreeState, tiles_for_consistency, tiles_for_inclusion
 from tlog.core.timestamp import sign_set
 from tlog.errors import Forbidden, InvalidInput, NotFound, StartupError, TlogError
 from tlog.files import DirLock, write_private
@@ -36,14 +37,7 @@ from tlog.server.sequencer import Admitted, Published, Sequenced, Sequencer
 from tlog.server.service import SearchPage
 from tlog.server.storage.base import NoStorage, Storage, StorageFactory, StoredCheckpoint, search_key
 from tlog.server.storage.sqlite import SqliteStorage
-from tlog.server.tree import (
-    ExpandedTile,
-    TileCache,
-    TileTree,
-    TreeState,
-    tiles_for_consistency,
-    tiles_for_inclusion,
-)
+from tlog.server.tree import ExpandedTile, TileCache, TileTree
 from tlog.server.witnessing import Witnessing, WitnessSpec
 
 log = logging.getLogger("tlog")

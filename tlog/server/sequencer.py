@@ -21,12 +21,13 @@ from tlog.core import rekor
 from tlog.core.keys import LogKey
 from tlog.core.merkle import HASH_SIZE
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
+from tlog.core.tilestate import TreeState
 from tlog.core.timestamp import sign_set
 from tlog.errors import Conflict, Overloaded, TlogError, Unavailable
 from tlog.server.guard import CheckpointGuard, ForkRefused
 from tlog.server.metrics import LogMetrics
 from tlog.server.storage.base import NewEntry, Storage, StorageError, StoredCheckpoint
-from tlog.server.tree import ExpandedTile, TileTree, TreeState
+from tlog.server.tree import ExpandedTile, TileTree
 
 log = logging.getLogger("tlog.sequencer")
 

@@ -26,8 +26,8 @@ from typing import Protocol
 
 from tlog.core.merkle import HASH_SIZE, leaf_hash
 from tlog.core.tiles import TILE_WIDTH, split_hashes
+from tlog.core.tilestate import TileWrite
 from tlog.errors import StorageError as StorageError  # defined with every error; drivers raise it
-from tlog.server.tree import TileWrite
 
 
 class NoStorage(StorageError):
@@ -151,6 +151,10 @@ class Storage(Protocol):
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The checkpoint with the largest tree size, or None before the first."""
+        ...
+
+    async def checkpoints_before(self, size: int, limit: int) -> list[StoredCheckpoint]:
+        """The stored checkpoints of tree sizes below `size`, largest first, at most `limit`."""
         ...
 
     async def ping(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tlog.core.tilestate import TileWrite
 from tlog.server.storage.base import (
     NewEntry,
     NoStorage,
@@ -27,7 +28,6 @@ from tlog.server.storage.base import (
     key_prefix,
     recover_tree,
 )
-from tlog.server.tree import TileWrite
 
 SCHEMA = "memory"  # the meta "schema" row, which init_meta writes as SQLite's does
 
@@ -105,6 +105,10 @@ class MemoryStorage:
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
         checkpoints = self._tables().checkpoints
         return checkpoints[max(checkpoints)] if checkpoints else None
+
+    async def checkpoints_before(self, size: int, limit: int) -> list[StoredCheckpoint]:
+        checkpoints = self._tables().checkpoints
+        return [checkpoints[s] for s in heapq.nlargest(limit, (s for s in checkpoints if s < size))]
 
     async def ping(self) -> None:
         self._tables()

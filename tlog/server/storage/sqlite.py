@@ -25,6 +25,7 @@ from typing import cast
 
 import aiosqlite
 
+from tlog.core.tilestate import TileWrite
 from tlog.files import fsync_dir
 from tlog.server.layout import DB_FILE
 from tlog.server.storage.base import (
@@ -38,7 +39,6 @@ from tlog.server.storage.base import (
     key_prefix,
     recover_tree,
 )
-from tlog.server.tree import TileWrite
 
 SCHEMA_VERSION = "1"
 READERS = 3  # reader connections (threads)
@@ -271,4 +271,10 @@ class SqliteStorage:
         rows = list(await self._w.execute_fetchall(
             "SELECT size, root, note, created FROM checkpoints ORDER BY size DESC LIMIT 1"))
         return StoredCheckpoint(*rows[0]) if rows else None
+
+    async def checkpoints_before(self, size: int, limit: int) -> list[StoredCheckpoint]:
+        rows = await self._r.execute_fetchall(
+            "SELECT size, root, note, created FROM checkpoints WHERE size < ? ORDER BY size DESC LIMIT ?",
+            (size, limit))
+        return [StoredCheckpoint(*row) for row in rows]
 
