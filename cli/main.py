@@ -21,6 +21,7 @@ def _fail(message: str, code: int = 1) -> None:
 # `tlog serve` starts without loading every other command (restart time matters: DESIGN §5).
 COMMANDS = {
     "audit": "cli.audit_cmd", "bench": "cli.bench_cmd", "completion": "cli.completion_cmd",
+    "compose": "cli.compose_cmd",
     "fsck": "cli.fsck_cmd",
     "keygen": "cli.keys_cmd", "monitor": "cli.monitor_cmd", "get": "cli.query_cmd",
     "info": "cli.query_cmd", "search": "cli.query_cmd", "serve": "cli.serve_cmd",

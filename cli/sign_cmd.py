@@ -6,7 +6,7 @@ Argument parsing and printing only; logging and checking is tlog.client.sign.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,7 @@ from cli.common import (
     trust_option,
     with_client,
 )
+from cli.images import ImageArgs, image_options
 from cli.main import main
 from tlog.errors import TlogError
 
@@ -35,18 +36,58 @@ if TYPE_CHECKING:
 @subject_options("Sign")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
               help="Your private key (from `tlog keygen`, or any ECDSA/RSA PEM key).")
+@click.option("--certificate", "cert_path", type=click.Path(path_type=Path), default=None,
+              metavar="PEM", help="A code-signing certificate for --key that your organisation's "
+              "CA issued: logged and bundled instead of the key, so verifiers check the identity "
+              "it names (`tlog verify --certificate-identity`).")
+@click.option("--certificate-chain", "chain_path", type=click.Path(path_type=Path), default=None,
+              metavar="PEM", help="The CA certificates that issued --certificate, its issuer "
+              "first: checked before signing (verifiers take the CA from their trusted root).")
 @log_url_option
 @trust_option
 @json_option
+@image_options("Sign")
 def sign(artifact: Path | None, key_path: Path, image: str | None, bundle_path: Path | None,
-         log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
+         log_url: str | None, trust_file: Path | None, as_json: bool, cert_path: Path | None,
+         chain_path: Path | None, **image_opts: Any) -> None:
     """Sign ARTIFACT (or --image), log the signature, verify the log's answer against the
-    pinned log key, and write a Sigstore bundle."""
+    pinned log key, and write a Sigstore bundle.
+
+    --image REF without --bundle signs the image in its registry, as cosign does: a tag is
+    resolved to its digest, and the signature is attached as `sha256-<hex>.sig` (cosign's
+    layout) and as a Sigstore-bundle referrer."""
+    image_args = ImageArgs.of(image_opts)
+    if chain_path is not None and cert_path is None:
+        raise click.UsageError("--certificate-chain goes with --certificate")
+    if image is not None and artifact is None and bundle_path is None and cert_path is not None:
+        raise click.UsageError("--certificate signs a file, or an image with --bundle")
+    if image is not None and artifact is None and bundle_path is None:
+        from cli.images import sign_in_registry
+
+        sign_in_registry(image, load_signing_key(key_path), selected_log(trust_file, log_url),
+                         image_args, as_json)
+        return
+    if image_args.used():
+        raise click.UsageError("-a and --recursive sign an image in its registry: drop --bundle")
     subject = subject_of(artifact, image)
     log = selected_log(trust_file, log_url)
     key = load_signing_key(key_path)
+    logged_key = key.public_pem()
+    if cert_path is not None:
+        logged_key = _signing_certificate(cert_path, chain_path, logged_key)
     signature = key.sign_digest(subject.digest)
-    _log_and_write(log, subject, signature, key.public_pem(), bundle_path, as_json)
+    _log_and_write(log, subject, signature, logged_key, bundle_path, as_json)
+
+
+def _signing_certificate(cert_path: Path, chain_path: Path | None, public_pem: bytes) -> bytes:
+    """The certificate to log in place of the key, checked against it (tlog.core.signingcert)."""
+    from datetime import UTC, datetime
+
+    from tlog.core.signingcert import signing_certificate
+
+    chain = read_file(chain_path, "certificate chain") if chain_path else None
+    return signing_certificate(read_file(cert_path, "certificate"), public_pem,
+                               datetime.now(UTC), chain)
 
 
 @main.command()

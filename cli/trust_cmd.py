@@ -119,13 +119,73 @@ def trust_list(trust_file: Path | None, as_json: bool) -> None:
               help="Only this pinned log. Default: every pinned log.")
 @click.option("--valid-from", type=click.DateTime(), default=None,
               help="Trust the keys for entries since this date (UTC). Default: no lower bound.")
+@click.option("--ca", "ca_files", multiple=True, type=click.Path(path_type=Path), metavar="PEM",
+              help="A certificate authority whose code-signing certificates to trust (`tlog sign "
+              "--certificate`): its certificate, or its chain issuing CA first. Repeatable.")
+@click.option("--ct-log-key", "ct_keys", multiple=True, type=click.Path(path_type=Path),
+              metavar="PEM", help="The key of a CT log whose SCTs your CA embeds in its "
+              "certificates (Sigstore clients require one). Repeatable.")
 @trust_option
-def trust_root(log_url: str | None, valid_from: datetime | None, trust_file: Path | None) -> None:
-    """Print a Sigstore trusted root naming the pinned logs (for cosign, sigstore-python...)."""
-    from tlog.core.trustroot import EPOCH, trusted_root
+def trust_root(log_url: str | None, valid_from: datetime | None, ca_files: tuple[Path, ...],
+               ct_keys: tuple[Path, ...], trust_file: Path | None) -> None:
+    """Print a Sigstore trusted root naming the pinned logs (for cosign, sigstore-python...),
+    and the certificate authorities and CT logs given."""
+    from tlog.core.keys import LogPublicKey
+    from tlog.core.trustroot import EPOCH, certificate_authority, trusted_root
 
     logs = [selected_log(trust_file, log_url)] if log_url else pinned_logs(trust_file)
     if not logs:
         raise TlogError("no log is pinned yet; run `tlog trust add URL` first")
     start = valid_from.replace(tzinfo=UTC) if valid_from else EPOCH
-    echo_json(trusted_root(logs, start))
+    authorities = []
+    for path in ca_files:
+        pem = read_file(path, "CA file")
+        try:
+            authorities.append(certificate_authority(pem))
+        except TlogError as e:
+            raise TlogError(f"{path}: {e}") from None
+    ct_logs = [LogPublicKey.from_pem(read_file(path, "CT log key")) for path in ct_keys]
+    echo_json(trusted_root(logs, start, authorities=authorities, ct_logs=ct_logs))
+
+
+@trust.command("sigstore")
+@click.option("--staging", is_flag=True, help="Sigstore's staging instance instead of production.")
+@click.option("--update", is_flag=True, help="Refresh over TUF even when a trusted root was "
+              "fetched before. Without it, the first run fetches and later runs only report.")
+@click.option("--url", metavar="URL", default=None, help="The TUF repository (a mirror). "
+              "Default: Sigstore's (https://tuf-repo-cdn.sigstore.dev, or sigstage.dev).")
+@click.option("--tuf-root", type=click.Path(path_type=Path), default=None, metavar="ROOT.json",
+              help="The TUF root metadata to start from, for a repository Sigstore's root does "
+              "not sign (a private one). Default: the root.json shipped with tlog.")
+@json_option
+def trust_sigstore(staging: bool, update: bool, url: str | None, tuf_root: Path | None,
+                   as_json: bool) -> None:
+    """Fetch Sigstore's public-good trusted root over TUF, for `tlog verify`.
+
+    The TUF client starts from the root.json shipped with tlog and checks every metadata
+    file and the trusted_root.json target (signatures, versions, expiry, hashes). The result
+    becomes `tlog verify`'s default trusted root; without it, the one shipped with tlog is used.
+    """
+    import hashlib
+
+    from tlog.client.sigstore_tuf import instance, refresh_sigstore_root, refreshed_path
+
+    name = instance(staging).name
+    path = refreshed_path(staging)
+    if not update and path.exists():
+        digest = hashlib.sha256(read_file(path, "trusted root")).hexdigest()
+        if as_json:
+            echo_json({"instance": name, "path": str(path), "sha256": digest, "fetched": False})
+            return
+        click.echo(f"Sigstore's trusted root ({name}) was fetched before: {path} "
+                   f"(sha256 {digest}); refresh it with --update")
+        return
+    bootstrap = read_file(tuf_root, "TUF root") if tuf_root else None
+    got = refresh_sigstore_root(staging, url=url, bootstrap_root=bootstrap)
+    if as_json:
+        echo_json({"instance": name, "path": str(got.path), "sha256": got.sha256, "fetched": True,
+                   "url": got.url, "tufRootVersion": got.root_version, "changed": got.changed})
+        return
+    what = "updated" if got.changed else "unchanged"
+    click.echo(f"Sigstore's trusted root ({name}) {what}: verified over TUF from {got.url} "
+               f"(TUF root version {got.root_version}), sha256 {got.sha256}, in {got.path}")

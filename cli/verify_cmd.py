@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,7 +19,9 @@ from cli.common import (
     trust_option,
     with_client,
 )
+from cli.images import ImageArgs, image_options
 from cli.main import main
+from cli.verify_sigstore import identity_policy, sigstore_flow, sigstore_options, verify_sigstore
 
 if TYPE_CHECKING:
     from tlog.client.http import LogClient
@@ -30,8 +32,9 @@ if TYPE_CHECKING:
 
 @main.command()
 @subject_options("Verify")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
-              help="The signer's public key (PEM).")
+@click.option("--key", "key_path", default=None, type=click.Path(path_type=Path),
+              help="The signer's public key (PEM). Or, for a certificate-signed Sigstore bundle, "
+              "--certificate-identity and --certificate-oidc-issuer.")
 @click.option("--offline", is_flag=True,
               help="Check the bundle alone; do not ask the log for a consistency proof.")
 @click.option("--log-url", metavar="URL", default=None,
@@ -44,16 +47,51 @@ if TYPE_CHECKING:
               "--witness is given).")
 @trust_option
 @json_option
-def verify(artifact: Path | None, key_path: Path, image: str | None, bundle_path: Path | None,
+@sigstore_options
+@image_options("Verify")
+def verify(artifact: Path | None, key_path: Path | None, image: str | None, bundle_path: Path | None,
            offline: bool, log_url: str | None, witness_keys: tuple[str, ...], min_witnesses: int | None,
-           trust_file: Path | None, as_json: bool) -> None:
+           trust_file: Path | None, as_json: bool, trusted_root: Path | None, identity: str | None,
+           identity_regexp: str | None, issuer: str | None, issuer_regexp: str | None,
+           gh_repository: str | None, gh_ref: str | None, gh_sha: str | None,
+           **image_opts: Any) -> None:
     """Verify ARTIFACT (or --image) against its bundle, the signer's key and the pinned log.
 
     Checks the signature, that the log entry records this digest, signature and key, the
     inclusion proof, the checkpoint signature and the SET against the pinned log key, and
     (unless --offline) that the log's current tree is consistent with the bundle's.
     Exit 0 and "Verified OK" on success, exit 1 naming the failed check otherwise.
+
+    --image REF without --bundle verifies the image in its registry, as cosign does: one of
+    its signatures (`sha256-<hex>.sig` layers, Sigstore-bundle referrers) must verify with
+    --key, name exactly this digest, carry every -a, and be proven in the pinned log.
+
+    Any Sigstore bundle (cosign, sigstore-python, …; v0.1 to v0.3, Rekor v1 or v2) verifies
+    offline against a Sigstore trusted root (--trusted-root, default: the public-good root
+    plus the pinned logs): keyless with --certificate-identity[-regexp] and
+    --certificate-oidc-issuer[-regexp], or with --key. ARTIFACT may be `sha256:HEX`.
     """
+    policy = identity_policy(identity, identity_regexp, issuer, issuer_regexp, gh_repository,
+                             gh_ref, gh_sha)
+    if sigstore_bundle := sigstore_flow(artifact, image, bundle_path, policy, trusted_root,
+                                        pinned_logs(trust_file)):
+        assert artifact is not None
+        verify_sigstore(artifact, sigstore_bundle, key_path, policy, trusted_root,
+                        pinned_logs(trust_file), as_json)
+        return
+    if key_path is None:
+        raise click.UsageError("give --key, or --certificate-identity and --certificate-oidc-issuer")
+    image_args = ImageArgs.of(image_opts)
+    if image is not None and artifact is None and bundle_path is None:
+        from cli.images import verify_in_registry
+
+        if witness_keys or min_witnesses:
+            raise click.UsageError("--witness needs a bundle: give --bundle, or drop --witness")
+        verify_in_registry(image, read_file(key_path, "public key"), pinned_logs(trust_file), log_url,
+                           offline, image_args, as_json)
+        return
+    if image_args.used():
+        raise click.UsageError("-a and --recursive verify an image in its registry: drop --bundle")
     from tlog.core.bundle import parse_bundle
     from tlog.core.cosignature import parse_cosignature_verifier_key
     from tlog.core.verify import CheckFailed, log_for_entry, verify_bundle

@@ -49,11 +49,13 @@ def body(i: int) -> bytes:
 
 
 async def append(st: Storage, state: TreeState, bodies: Sequence[bytes],
-                 keys: Callable[[int], tuple[int, ...]] = lambda i: (i,)) -> TreeState:
-    """Append one batch as the sequencer does (entries, their tiles, a checkpoint)."""
+                 keys: Callable[[int], tuple[int, ...]] = lambda i: (i,),
+                 events: Callable[[int], bytes | None] = lambda i: None) -> TreeState:
+    """Append one batch as the sequencer does (entries, their tiles, a checkpoint); entry
+    i has search keys `keys(i)` and event key `events(i)`."""
     leaves = [leaf_hash(b) for b in bodies]
     new, writes = state.extended(leaves)
-    entries = [NewEntry(state.size + i, b, h, keys(state.size + i))
+    entries = [NewEntry(state.size + i, b, h, keys(state.size + i), events(state.size + i))
                for i, (b, h) in enumerate(zip(bodies, leaves, strict=True))]
     await st.append_batch(entries, TIME, writes, StoredCheckpoint(new.size, new.root(), b"note", TIME))
     return new

@@ -26,8 +26,9 @@ PACKAGES = ("tlog", "cli")
 # What the server needs and a verifier must not pull in (DESIGN §4.7).
 SERVER_ONLY = ("aiohttp", "aiosqlite", "asyncpg", "pymerkle")
 # Third-party packages the core may use besides the standard library: cryptography, and
-# PyNaCl for the secretbox of cosign's encrypted key format (tlog.core.userkeys).
-CORE_THIRD_PARTY = ("cryptography", "nacl", "rfc8785")
+# PyNaCl for the secretbox of cosign's encrypted key format (tlog.core.userkeys), and
+# rfc3161-client for RFC 3161 timestamps in Sigstore bundles (tlog.core.rfc3161).
+CORE_THIRD_PARTY = ("cryptography", "nacl", "rfc8785", "rfc3161_client")
 # The only commands that run the log or load it directly: `tlog serve`, `tlog bench` (and
 # the load generator it runs) and `tlog fsck` (which reads a data directory's database).
 CLI_SERVER_COMMANDS = ("cli.serve_cmd", "cli.bench_cmd", "cli.benchrun", "cli.fsck_cmd")

@@ -195,9 +195,6 @@ def rewrap_pem(pem: bytes, width: int, newline: bytes = b"\n") -> bytes:
         ("P-256", "sha256"),
         ("P-384", "sha384"),
         ("P-521", "sha512"),
-        # Rekor does not bind the digest to the curve (Go's ecdsa.VerifyASN1 truncates).
-        ("P-256", "sha512"),
-        ("P-384", "sha256"),
     ],
 )
 def test_ecdsa_submission_is_accepted_with_canonical_body(curve: str, algorithm: str) -> None:
@@ -228,14 +225,52 @@ def test_rsa_2048_pkcs1_and_pss_are_accepted(scheme: str, algorithm: str) -> Non
     assert not entry.is_certificate
 
 
-def test_rsa_pss_with_a_salt_other_than_the_digest_length_is_refused() -> None:
-    # DESIGN §2 fixes the PSS salt to the digest length; a max-length salt is another scheme.
-    key = rsa_key(2048)
+@pytest.mark.parametrize(
+    ("curve", "algorithm", "required"),
+    [("P-256", "sha512", "sha256"), ("P-256", "sha384", "sha256"), ("P-384", "sha256", "sha384"),
+     ("P-384", "sha512", "sha384"), ("P-521", "sha256", "sha512")],
+)
+def test_ecdsa_over_another_digest_than_its_curves_is_refused(
+    curve: str, algorithm: str, required: str
+) -> None:
+    # Sigstore's algorithm registry binds each curve to one digest (issue 11, item 6).
+    key = ec_key(curve)
+    digest = digest_of(algorithm)
+    error = rejected(request(algorithm, digest.hex(), b64(sign_ecdsa(key, algorithm, digest)),
+                             b64(spki_pem(key))))
+    assert str(error).startswith(
+        f"spec.data.hash.algorithm: a {curve} key signs {required} digests only, not {algorithm}")
+    assert error.status == 400
+
+
+def test_a_p256_signature_does_not_also_sign_every_longer_digest_with_its_prefix() -> None:
+    # ECDSA cuts a digest to the curve's size: D‖X would verify for any X (issue 11, item 6).
+    key = ec_key("P-256")
     digest = digest_of("sha256")
-    longest = padding.calculate_max_pss_salt_length(key, hashes.SHA256())
-    signature = sign_pss(key, "sha256", digest, salt_length=longest)
-    error = rejected(request("sha256", digest.hex(), b64(signature), b64(spki_pem(key))))
-    assert "does not verify" in str(error)
+    signature = sign_ecdsa(key, "sha256", digest)
+    parse_request(request("sha256", digest.hex(), b64(signature), b64(spki_pem(key))))
+    for tail in (b"\0" * 32, b"x" * 32):
+        longer = request("sha512", (digest + tail).hex(), b64(signature), b64(spki_pem(key)))
+        assert "signs sha256 digests only" in str(rejected(longer))
+    # A record that slipped in before is refused when checked again (fsck, audit, verify).
+    with pytest.raises(InvalidInput, match="signs sha256 digests only"):
+        verify_signature(HashedRekord("sha512", digest + b"x" * 32, signature, spki_pem(key), False))
+
+
+@pytest.mark.parametrize("salt", ["zero", "digest", "max"])
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+def test_rsa_pss_with_any_valid_salt_length_is_accepted(algorithm: str, salt: str) -> None:
+    # RFC 8017 §9.1 leaves the salt length to the signer: OpenSSL's default is the
+    # longest, Go's the digest's, some HSMs 0 (issue 11, item 8).
+    key = rsa_key(2048)
+    h = HASHES[algorithm]()
+    length = {"zero": 0, "digest": h.digest_size,
+              "max": padding.calculate_max_pss_salt_length(key, h)}[salt]
+    digest = digest_of(algorithm)
+    signature = sign_pss(key, algorithm, digest, salt_length=length)
+    entry = parse_request(request(algorithm, digest.hex(), b64(signature), b64(spki_pem(key))))
+    assert entry.signature == signature
+    verify_signature(entry)
 
 
 def test_certificate_submission_stores_the_certificate_pem() -> None:
@@ -603,10 +638,17 @@ def test_rsa_1024_is_refused_as_too_weak() -> None:
 
 def test_oversized_rsa_modulus_and_exponent_are_refused() -> None:
     # Public numbers need no primes: enough to exercise the size and exponent checks.
-    big = rsa.RSAPublicNumbers(65537, (1 << 8199) | 1).public_key()
-    assert "8200 bits" in str(rejected(_request_for_key(spki_pem(big))))
-    huge_exponent = rsa.RSAPublicNumbers((1 << 40) + 1, (1 << 2047) | 1).public_key()
-    assert "exponent" in str(rejected(_request_for_key(spki_pem(huge_exponent))))
+    # Sigstore's algorithm registry: RSA 2048 to 4096 bits, e = 65537 (issue 11, item 4).
+    for bits in (4097, 8192):
+        big = rsa.RSAPublicNumbers(65537, (1 << (bits - 1)) | 1).public_key()
+        error = rejected(_request_for_key(spki_pem(big)))
+        assert f"RSA key of {bits} bits is larger than this log accepts: 2048 to 4096 bits" in str(error)
+    for exponent, shown in ((3, "3"), (65539, "65539"), ((1 << 31) - 1, str((1 << 31) - 1)),
+                            ((1 << 100) + 1, "of 101 bits")):
+        odd = rsa.RSAPublicNumbers(exponent, (1 << 2047) | 1).public_key()
+        error = rejected(_request_for_key(spki_pem(odd)))
+        assert f"RSA public exponent {shown} is not accepted: only 65537" in str(error)
+        assert error.status == 400
 
 
 def test_secp256k1_is_refused_as_unsupported_curve() -> None:

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from tlog.client.http import LogClient
 from tlog.core.entries.hashedrekord import MAX_BODY_BYTES, HashedRekord, parse_body
 from tlog.core.merkle import leaf_hash
 from tlog.core.tiles import decode_entry_bundle
@@ -71,8 +72,8 @@ async def _fill(lg: Log, signer: Signer, count: int, pem: bytes | None = None) -
         signature = signer.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
         entry = HashedRekord("sha256", digest, signature, pem, model.is_certificate)
         body = entry.canonical_body()
-        admitted.append(Admitted(body, leaf_hash(body), (search_key("a", entry.artifact_key().encode()), by_key),
-                                 answer=False))
+        by_artifact = search_key("a", entry.artifact_key().encode())
+        admitted.append(Admitted(body, leaf_hash(body), (by_artifact, by_key), answer=False))
     done = await asyncio.gather(*(lg.sequencer.submit(a) for a in admitted))
     uuids = [b""] * (lg.head.state.size)
     for a, d in zip(admitted, done, strict=True):
@@ -101,9 +102,10 @@ def _by_key(pem: bytes) -> dict[str, object]:
 
 # -- item 1: search -------------------------------------------------------------------------
 async def test_more_matches_than_sqlite_variables_come_newest_first_in_pages(open_log: OpenLog) -> None:
-    """33,000 entries under one key: the old search read them all with one `IN (?,…)` of
-    33,000 variables (SQLite allows 32,766) and failed. Now: the newest page, a truncation
-    header, and pages that reach every match exactly once."""
+    """33,000 entries under one key. The old search answered with all of them at once, read
+    with one `IN (?,…)` of 33,000 variables: past SQLite's default limit of 32,766 (some
+    builds allow more), an error. Now: the newest page with a truncation header, and pages,
+    each read a chunk of candidates per query, that reach every match exactly once."""
     lg, client = await open_log(batch_size=4096, batch_ms=0, max_pending=40_000)
     signer = Signer()
     uuids = await _fill(lg, signer, 33_000)
@@ -120,6 +122,8 @@ async def test_more_matches_than_sqlite_variables_come_newest_first_in_pages(ope
         pages.append(await r.json())
     assert "X-Tlog-Truncated" not in r.headers
     assert [u for page in reversed(pages) for u in page] == [u.hex() for u in uuids]
+    async with LogClient(str(client.make_url("/")).rstrip("/")) as log_client:  # `tlog search`'s
+        assert await log_client.search(public_key_pem=signer.pem) == [u.hex() for u in uuids]
     # One artifact among them, and an "and" with the key: exactly that entry, untruncated.
     digest = parse_body((await lg.storage.read_entries([1234]))[1234][1]).digest.hex()
     for query in ({"hash": f"sha256:{digest}"}, {"hash": digest, **_by_key(signer.pem), "operator": "and"}):
@@ -193,11 +197,14 @@ async def test_searches_over_large_entries_neither_stall_the_log_nor_grow_its_me
 
 # -- item 2: readers of big entry bundles that never read -----------------------------------
 def _stalled_reader(port: int, path: str) -> socket.socket:
-    """A client that asks for `path` and reads nothing (a receive buffer of 4 KB)."""
+    """A client that asks for `path` and reads nothing (a receive buffer of 4 KB), once the
+    answer has begun to arrive (a peek at its status line, which leaves it unread)."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    s.settimeout(20)
+    assert s.recv(12, socket.MSG_PEEK) == b"HTTP/1.1 200"
     return s
 
 
@@ -241,7 +248,13 @@ async def test_readers_that_never_read_a_16_mb_bundle_cost_the_log_no_memory(tmp
                 bundle = await r.read()
             bodies = decode_entry_bundle(bundle)
             assert r.status == 200 and len(bodies) == 256 and len(bundle) > 256 * 65_000
-            assert all(len(b) <= MAX_BODY_BYTES for b in bodies)
+            assert all(len(b) <= MAX_BODY_BYTES for b in bodies) and r.headers["X-Request-ID"]
+            async with http.head(base + "/tile/entries/000") as r:
+                assert r.status == 200 and int(r.headers["Content-Length"]) == len(bundle)
+                assert await r.read() == b""
+            etag = r.headers["ETag"]
+            async with http.get(base + "/tile/entries/000", headers={"If-None-Match": etag}) as r:
+                assert r.status == 304 and r.headers["ETag"] == etag
             rss_before = peak = _rss_mb(proc.pid)
             readers = [_stalled_reader(port, "/tile/entries/000") for _ in range(60)]
             for _ in range(10):
@@ -269,8 +282,8 @@ async def test_readers_that_never_read_a_16_mb_bundle_cost_the_log_no_memory(tmp
 
 
 async def test_bundle_memory_and_connections_in_use_are_capped(tmp_path: Path) -> None:
-    """With --bundle-memory 64 (MiB), two distinct 16.6 MB bundles held by stalled readers
-    leave no room to build a third: 503 with Retry-After, not more memory. With
+    """With --bundle-memory 64 (MiB), three distinct 16.6 MB bundles held by stalled readers
+    leave no room to build a fourth: 503 with Retry-After, not more memory. With
     --max-connections 8, the 9th request while 8 are being answered gets 503 too. Once the
     stalled readers are cut off, both are served again."""
     proc, port = await _max_bundle_log(tmp_path, "--request-timeout", "3", "--bundle-memory", "64",
@@ -278,11 +291,11 @@ async def test_bundle_memory_and_connections_in_use_are_capped(tmp_path: Path) -
     base = f"http://127.0.0.1:{port}"
     loop = asyncio.get_running_loop()
     try:
-        readers = [_stalled_reader(port, "/tile/entries/000") for _ in range(6)]
-        readers.append(_stalled_reader(port, "/tile/entries/000.p/255"))
+        readers = [_stalled_reader(port, path) for path in ["/tile/entries/000"] * 5
+                   + ["/tile/entries/000.p/255", "/tile/entries/000.p/254"]]
         await asyncio.sleep(0.5)
         async with aiohttp.ClientSession() as http:
-            async with http.get(base + "/tile/entries/000.p/254") as r:
+            async with http.get(base + "/tile/entries/000.p/253") as r:
                 assert r.status == 503 and int(r.headers["Retry-After"]) >= 1
                 assert "MiB for entry bundles" in (await r.json())["message"]
             readers.append(_stalled_reader(port, "/tile/entries/000"))
@@ -291,8 +304,8 @@ async def test_bundle_memory_and_connections_in_use_are_capped(tmp_path: Path) -
                 assert r.status == 503 and "connections" in (await r.json())["message"]
             cut = await asyncio.gather(*(loop.run_in_executor(None, _drain, s, 20) for s in readers))
             assert [head for head, _ in cut] == [b"HTTP/1.1 200"] * 8
-            async with http.get(base + "/tile/entries/000.p/254") as r:
-                assert r.status == 200 and len(decode_entry_bundle(await r.read())) == 254
+            async with http.get(base + "/tile/entries/000.p/253") as r:
+                assert r.status == 200 and len(decode_entry_bundle(await r.read())) == 253
             async with http.get(base + "/api/v1/log") as r:
                 assert r.status == 200
     finally:

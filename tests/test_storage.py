@@ -107,6 +107,31 @@ async def test_find_leaves_confirms_prefix_hits_against_the_bodies(driver: Drive
     await st.close()
 
 
+async def test_the_leaf_index_finds_an_entry_by_its_event_key_too(driver: Driver) -> None:
+    # The sequencer dedupes by signing event (issue 11, item 7): entries 2 and 5 carry an
+    # event key, entry 6 is another body of entry 5's event (logged before the dedupe).
+    st = await driver.open()
+    event = {2: leaf_hash(b"event-2"), 5: leaf_hash(b"event-5"), 6: leaf_hash(b"event-5")}
+    bodies = [body(i) for i in range(8)]
+    await append(st, TreeState.empty(), bodies, events=event.get)
+
+    def event_of(b: bytes) -> bytes:
+        return event.get(bodies.index(b), leaf_hash(b))
+
+    for reopened in (False, True):
+        if reopened:  # what was stored is still there
+            await st.close()
+            st = await driver.open()
+        wanted = [event[2], event[5], LEAVES[3], leaf_hash(b"nope")]
+        # The oldest entry of an event is the one found.
+        assert await st.find_leaves(wanted, writer=True, key_of=event_of) == {
+            event[2]: 2, event[5]: 5, LEAVES[3]: 3}
+        # By default a hit is confirmed by leaf hash: an event key is no UUID.
+        assert await st.find_leaves([event[2]]) == {}
+        assert await st.find_leaves([LEAVES[2], LEAVES[6]]) == {LEAVES[2]: 2, LEAVES[6]: 6}
+    await st.close()
+
+
 async def test_search_gives_distinct_candidates_newest_first_a_page_at_a_time(driver: Driver) -> None:
     st = await driver.open()
     # Entry i has keys i % 3 and 100 (twice: a repeated key is stored once).

@@ -105,16 +105,29 @@ class LogClient:
 
     async def search(self, *, sha256: str | None = None, public_key_pem: bytes | None = None,
                      operator: str = "or") -> list[str]:
+        """Every matching UUID, in log order. The log answers a page at a time, newest
+        first (X-Tlog-Next-Before names the next page's `before`; a Rekor log sends no such
+        header and one page): the pages are fetched in turn and put in log order."""
         query: dict[str, Any] = {"operator": operator}
         if sha256 is not None:
             query["hash"] = f"sha256:{sha256}"
         if public_key_pem is not None:
             query["publicKey"] = {"format": "x509", "content": base64.b64encode(public_key_pem).decode()}
-        status, body, _ = await self._request("POST", "/api/v1/index/retrieve", json=query)
-        uuids = self._parse(status, body)
-        if not (isinstance(uuids, list) and all(isinstance(u, str) for u in uuids)):
-            raise LogAPIError(status, f"not a JSON list of UUIDs: {body[:100]!r}")
-        return uuids
+        pages: list[list[str]] = []
+        params: dict[str, str] | None = None
+        while True:
+            status, body, headers = await self._request("POST", "/api/v1/index/retrieve", json=query,
+                                                        params=params)
+            uuids = self._parse(status, body)
+            if not (isinstance(uuids, list) and all(isinstance(u, str) for u in uuids)):
+                raise LogAPIError(status, f"not a JSON list of UUIDs: {body[:100]!r}")
+            pages.append(uuids)
+            before = headers.get("X-Tlog-Next-Before", "")
+            # The cursor must go down, or the pages would never end.
+            if not (before.isascii() and before.isdigit()) or (
+                    params is not None and int(before) >= int(params["before"])):
+                return [u for page in reversed(pages) for u in page]
+            params = {"before": before}
 
     async def log_info(self) -> dict[str, Any]:
         return await self._json("GET", "/api/v1/log")

@@ -42,6 +42,8 @@ async def submit_signature(client: LogClient, log: TrustedLog, digest: bytes, si
     The entry is checked locally first (the log would refuse it anyway, less clearly). A
     duplicate (409) is fetched and bundled like a new entry: it is in the log either way.
     `subject` names the signed message in errors ("artifact", "image"), as verify_bundle does.
+    `public_key_pem` may be a certificate for the signing key (tlog.core.signingcert): it is
+    logged as is and the bundle carries it.
     Raises InvalidInput for a signature the log would refuse, CheckFailed for an answer that
     does not verify, and the client's errors for a log that cannot be reached or says no.
     """

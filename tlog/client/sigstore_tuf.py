@@ -131,7 +131,7 @@ def refresh_sigstore_root(staging: bool, *, url: str | None = None,
         data = Path(cached or updater.download_target(info)).read_bytes()
         # ngclient keeps the root it trusts now as root.json in its metadata directory.
         root_version = int(json.loads((cache / "root.json").read_bytes())["signed"]["version"])
-    except tuf_errors.RepositoryError as e:
+    except (tuf_errors.RepositoryError, tuf_errors.DownloadLengthMismatchError) as e:
         raise VerificationError(f"TUF repository {base} failed a check "
                                 f"({type(e).__name__}: {e}); the trusted root was not changed") from e
     except (tuf_errors.DownloadError, urllib3.exceptions.HTTPError, OSError) as e:

@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from tlog.core.digests import DIGESTS
 from tlog.core.entries.hashedrekord import public_key_fingerprint_of_pem
 from tlog.core.merkle import leaf_hash
@@ -63,6 +66,9 @@ class Bundle:
     signature: bytes
     key_hint: str
     entry: TlogEntry
+    # DER of the signing certificate, for a signature made with one (`tlog sign
+    # --certificate`): the bundle then names it (v0.3 `certificate`) instead of a key hint.
+    certificate: bytes | None = None
 
 
 def key_hint(public_key_pem: bytes) -> str:
@@ -116,9 +122,22 @@ def tlog_entry_from_rekor(log_entry: object) -> TlogEntry:
 
 def bundle_from_log_entry(log_entry: object, digest: bytes, signature: bytes,
                           public_key_pem: bytes) -> Bundle:
-    """The bundle for a signature the log answered with `log_entry` (Rekor v1 LogEntry)."""
+    """The bundle for a signature the log answered with `log_entry` (Rekor v1 LogEntry).
+
+    `public_key_pem` is what was logged: a public key, or a certificate, as Rekor's
+    hashedrekord allows (`publicKey.content`, as cosign logs `--certificate`); a certificate
+    goes into the bundle as its `verificationMaterial.certificate` (protobuf-specs
+    `Bundle` v0.3: the leaf only, the chain comes from the verifier's trusted root).
+    """
+    certificate = None
+    if public_key_pem.lstrip().startswith(b"-----BEGIN CERTIFICATE"):
+        try:
+            cert = x509.load_pem_x509_certificate(public_key_pem)
+        except ValueError:
+            raise InvalidInput("certificate: not a PEM X.509 certificate") from None
+        certificate = cert.public_bytes(serialization.Encoding.DER)
     return Bundle(digest=digest, signature=signature, key_hint=key_hint(public_key_pem),
-                  entry=tlog_entry_from_rekor(log_entry))
+                  entry=tlog_entry_from_rekor(log_entry), certificate=certificate)
 
 
 def _kind_version(body: bytes) -> tuple[str, str]:
@@ -142,7 +161,8 @@ def bundle_to_json(bundle: Bundle) -> dict[str, Any]:
     return {
         "mediaType": MEDIA_TYPE,
         "verificationMaterial": {
-            "publicKey": {"hint": bundle.key_hint},
+            **({"certificate": {"rawBytes": _b64e(bundle.certificate)}} if bundle.certificate
+               else {"publicKey": {"hint": bundle.key_hint}}),
             "tlogEntries": [{
                 "logIndex": str(e.log_index),
                 "logId": {"keyId": _b64e(e.log_id)},

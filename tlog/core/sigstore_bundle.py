@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from tlog.core.verify import CheckFailed
+from tlog.core.checks import CheckFailed
 
 _MEDIA_TYPES = {
     "application/vnd.dev.sigstore.bundle+json;version=0.1": "0.1",
@@ -39,7 +39,7 @@ class InclusionProof:
     tree_size: int
     root_hash: bytes
     hashes: tuple[bytes, ...]
-    checkpoint: str
+    checkpoint: str | None  # the signed note; required from v0.2 on
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,11 @@ def _str(value: object, path: str) -> str:
 
 
 def b64(value: object, path: str) -> bytes:
-    """Strict standard base64 (protobuf JSON `bytes`); CheckFailed("bundle") otherwise."""
+    """Standard base64 (protobuf JSON `bytes`), strict but for line breaks, which Go's
+    decoder (and so protojson) skips; CheckFailed("bundle") otherwise."""
+    text = _str(value, path).replace("\n", "").replace("\r", "")
     try:
-        return base64.b64decode(_str(value, path), validate=True)
+        return base64.b64decode(text, validate=True)
     except binascii.Error:
         raise _fail(f"{path} is not valid base64") from None
 
@@ -164,8 +166,9 @@ def parse_sigstore_bundle(data: bytes) -> SigstoreBundle:
     entry = _entry(entries[0])
     if version == "0.1" and entry.set_signature is None:
         raise _fail("a v0.1 bundle's log entry must carry an inclusion promise")
-    if version != "0.1" and entry.proof is None:
-        raise _fail(f"a v{version} bundle's log entry must carry an inclusion proof")
+    if version != "0.1" and (entry.proof is None or entry.proof.checkpoint is None):
+        raise _fail(f"a v{version} bundle's log entry must carry an inclusion proof with a "
+                    "checkpoint")
     tsv = _obj(material.get("timestampVerificationData", {}), "timestampVerificationData")
     timestamps = tuple(b64(_obj(t, "rfc3161Timestamps[]").get("signedTimestamp"),
                            "rfc3161Timestamps[].signedTimestamp")
@@ -210,6 +213,7 @@ def _entry(value: object) -> LogEntry:
             b64(p.get("rootHash"), "inclusionProof.rootHash"),
             tuple(b64(h, "inclusionProof.hashes[]") for h in _list(p.get("hashes", []),
                                                                    "inclusionProof.hashes")),
+            None if p.get("checkpoint") is None else
             _str(_obj(p.get("checkpoint"), "inclusionProof.checkpoint").get("envelope"),
                  "inclusionProof.checkpoint.envelope"))
     return LogEntry(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from tlog.core.bundle import Bundle, TlogEntry, tlog_entry_from_rekor
 from tlog.core.checkpoint import Checkpoint, verify_checkpoint
+from tlog.core.checks import CheckFailed as CheckFailed  # re-exported: callers import it here
 from tlog.core.cosignature import CosignatureVerifier, cosigned_by
 from tlog.core.entries.hashedrekord import (
     API_VERSION,
@@ -38,18 +39,6 @@ from tlog.core.note import parse_note
 from tlog.core.timestamp import verify_set
 from tlog.core.trusted import TrustedLog, normalize_url
 from tlog.errors import InvalidInput, TlogError, VerificationError
-
-
-class CheckFailed(VerificationError):
-    """One named verification check failed; `check` is its name, `reason` the detail."""
-
-    def __init__(self, check: str, reason: str) -> None:
-        super().__init__(f"{check}: {reason}")
-        self.check = check
-        self.reason = reason
-
-    def diagnostics(self) -> str:
-        return f"verification failed: {self}"
 
 
 @dataclass(frozen=True)

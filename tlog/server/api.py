@@ -41,6 +41,7 @@ from tlog.errors import (
 )
 from tlog.logs import request_id
 from tlog.server.bundles import etag_of
+from tlog.server.explorer import add_explorer_routes
 from tlog.server.limits import DEFAULT_MAX_BODY, MAX_RETRIEVE_INDEXES, MAX_RETRIEVE_UUIDS
 from tlog.server.openapi import OPENAPI_PATH, openapi_spec
 from tlog.server.ratelimit import TokenBuckets
@@ -56,7 +57,7 @@ class ApiLimits:
     max_body: int = DEFAULT_MAX_BODY  # bytes; 413 beyond
     rate: float = 0.0  # submissions per second per client address; 0 = unlimited
     burst: int = 20  # submissions a client may make at once before the rate applies
-    body_timeout: float = 30.0  # seconds to receive a request body (408 beyond) or to take a chunk of an answer
+    body_timeout: float = 30.0  # seconds to send a request body (408 beyond), to take SEND_CHUNK of an answer
     search_rate: float = 0.0  # searches (POST /index/retrieve) per second per client address; 0 = unlimited
     search_burst: int = 20  # searches a client may make at once before search_rate applies
     max_connections: int = 1024  # requests being answered at once, per process; 503 beyond
@@ -437,4 +438,5 @@ def make_app(lg: LogService, limits: ApiLimits | None = None, *,
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
     app.router.add_get(OPENAPI_PATH, openapi_json)
+    add_explorer_routes(app, lg)  # the web explorer at / (issue 17)
     return app

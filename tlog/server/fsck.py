@@ -20,8 +20,10 @@ What is checked, and against what:
 - checkpoints: every one signed by the log key for the log's origin, its root the root of
   the entries at its size (RFC 9162 §2.1.1), and each consistent with the previous one by
   an RFC 9162 §2.1.4 proof built from the rebuilt tree.
-- leaf_index: exactly one row per entry with its leaf hash's prefix; search_index: exactly
-  the artifact and public-key rows of every entry, nothing else (tlog.server.storage.sqlite).
+- leaf_index: exactly one row per entry with its leaf hash's prefix, and one with its
+  signing-event key's where it has one (a high-s ECDSA signature, NewEntry.event_key);
+  search_index: exactly the artifact and public-key rows of every entry, nothing else
+  (tlog.server.storage.sqlite).
 - meta (log_id matches the key, origin, schema) and SQLite's own `PRAGMA integrity_check`.
 
 Where the entries and the level-0 tiles disagree, the leaf index (a third copy of each
@@ -43,6 +45,7 @@ from tlog.core.checkpoint import Checkpoint, validate_origin, verify_checkpoint
 from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.entries.hashedrekord import (
     HashedRekord,
+    event_key,
     parse_body,
     public_key_fingerprint_of_pem,
     verify_signature,
@@ -598,7 +601,7 @@ class _Check:
         if not agrees:
             assert tile_hash is not None
             self.leaf_mismatch(index, h, tile_hash, prefixes)
-        self.leaf_index(index, h, tile_hash, prefixes)
+        self.leaf_index(index, h, tile_hash, prefixes, None if entry is None else event_key(entry))
         if entry is not None and agrees:
             self.search_index(index, entry, keys)
         return h
@@ -632,18 +635,28 @@ class _Check:
             self.report.add("tile", f"tile 0/{t} position {p}",
                             f"holds {tile_hash.hex()}, but entry {index}'s leaf hash is {h.hex()}")
 
-    def leaf_index(self, index: int, h: bytes, tile_hash: bytes | None, prefixes: list[object]) -> None:
-        """Exactly one row, with the prefix of the leaf hash (of the entry's, or of the
-        stored one where the two differ: that is reported above)."""
+    def leaf_index(self, index: int, h: bytes, tile_hash: bytes | None, prefixes: list[object],
+                   event: bytes | None) -> None:
+        """Exactly one row with the prefix of the leaf hash (of the entry's, or of the
+        stored one where the two differ: that is reported above), and one with the prefix
+        of its signing-event key if it has one (`event`, as the sequencer stored it)."""
         accepted = {key_prefix(h)} | ({key_prefix(tile_hash)} if tile_hash is not None else set())
         good = [x for x in prefixes if x in accepted]
-        wrong = [x for x in prefixes if x not in accepted]
+        event_prefix = None if event is None else key_prefix(event)
+        wrong = [x for x in prefixes if x not in accepted and x != event_prefix]
+        leaf_row = f"prefix {_prefix_hex(key_prefix(h))}"
+        event_row = None if event_prefix is None else f"event-key prefix {_prefix_hex(event_prefix)}"
+        missing = ([] if good else [leaf_row]) + \
+            ([event_row] if event_row is not None and event_prefix not in prefixes else [])
         problems = []
         if not prefixes:
-            problems.append(f"no row (expected prefix {_prefix_hex(key_prefix(h))})")
+            problems.append(f"no row (expected {' and '.join(missing)})")
+        elif missing and not wrong:
+            problems.append(f"no row with {' and '.join(missing)}")
         if wrong:
+            expected = _prefix_hex(key_prefix(h)) + ("" if event_row is None else f" and {event_row}")
             problems.append(f"row with prefix {', '.join(_prefix_hex(x) for x in wrong)}, "
-                            f"expected {_prefix_hex(key_prefix(h))}")
+                            f"expected {expected}")
         if len(good) > 1:
             problems.append(f"{len(good)} rows, expected one")
         if problems:

@@ -16,3 +16,4 @@ DEFAULT_MAX_BODY: Final = 64 * 1024  # bytes in a request body, unless configure
 # ones (`?before=`). Rekor's openapi.yaml says of this route "the results returned from this
 # endpoint may be incomplete"; a cap keeps what one search costs the log bounded (issue 11).
 MAX_SEARCH_RESULTS: Final = 500
+MAX_CHECKPOINTS: Final = 100  # signed checkpoints in one GET /api/v1/log/checkpoints answer

@@ -40,6 +40,14 @@ class LogMetrics:
         self.witness_cosignatures = Counter(
             "tlog_witness_cosignatures", "Checkpoint pushes to witnesses by witness and outcome",
             ["witness", "outcome"], registry=r)
+        self.signature_checks = Counter(
+            "tlog_signature_checks", "Submitted signatures checked, on the event loop (inline) or "
+            "on a verification thread (thread: the costly keys)", ["where"], registry=r)
+        self.key_cache_bytes = Gauge(
+            "tlog_key_cache_bytes", "Bytes held by the cache of parsed signing keys (process-wide)",
+            registry=r)
+        self.key_cache_keys = Gauge(
+            "tlog_key_cache_keys", "Signing keys in the parsed-key cache (process-wide)", registry=r)
 
     def batch_committed(self, entries: int, seconds: float, tree_size: int) -> None:
         self.batch_entries.observe(entries)

@@ -18,6 +18,7 @@ from tlog.core.rekor import API_PREFIX
 from tlog.core.tiles import MAX_LEVEL, TILE_WIDTH
 from tlog.server.limits import (
     DEFAULT_MAX_BODY,
+    MAX_CHECKPOINTS,
     MAX_RETRIEVE_INDEXES,
     MAX_RETRIEVE_UUIDS,
     MAX_SEARCH_RESULTS,
@@ -223,6 +224,16 @@ _SCHEMAS: dict[str, Any] = {
             "inactiveShards": {"type": "array", "items": {"type": "object"}},
         },
     },
+    "StoredCheckpoint": {
+        "type": "object",
+        "required": ["treeSize", "rootHash", "checkpoint", "created"],
+        "properties": {
+            "treeSize": {"type": "integer", "minimum": 0},
+            "rootHash": _hex("Root hash of the tree at this size"),
+            "checkpoint": {"type": "string", "description": "The signed checkpoint (C2SP signed note)"},
+            "created": {"type": "integer", "description": "When it was signed, Unix seconds"},
+        },
+    },
     "ConsistencyProof": {
         "type": "object",
         "required": ["rootHash", "hashes"],
@@ -277,6 +288,17 @@ def _tile(summary: str, media_description: str, *, level: bool, partial: bool) -
                 "them (tlog serve --bundle-memory)", {"Retry-After": _RETRY_AFTER})}),
         },
     }}
+
+
+# The paging headers of a search answer (api.search_index, explorer.search_by_fingerprint).
+_SEARCH_PAGE_HEADERS = {
+    "X-Tlog-Truncated": {
+        "description": "\"true\" when older matches were left out",
+        "required": False, "schema": {"type": "string", "enum": ["true"]}},
+    "X-Tlog-Next-Before": {
+        "description": "The `before` that asks for the next (older) page",
+        "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+}
 
 
 def _paths() -> dict[str, Any]:
@@ -364,14 +386,7 @@ def _paths() -> dict[str, Any]:
             "responses": {
                 "200": _ok(f"UUIDs, in log order: at most {MAX_SEARCH_RESULTS}",
                            {"type": "array", "maxItems": MAX_SEARCH_RESULTS, "items": _hex("Entry UUID")},
-                           headers={
-                               "X-Tlog-Truncated": {
-                                   "description": "\"true\" when older matches were left out",
-                                   "required": False, "schema": {"type": "string", "enum": ["true"]}},
-                               "X-Tlog-Next-Before": {
-                                   "description": "The `before` that asks for the next (older) page",
-                                   "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
-                           }),
+                           headers=_SEARCH_PAGE_HEADERS),
                 **_BODY_ERRORS,
                 "400": _error("Not a search (see SearchIndex), or `before` is not a non-negative integer"),
                 "429": _error("This client is searching too fast (tlog serve --search-rate-limit)",
@@ -405,6 +420,58 @@ def _paths() -> dict[str, Any]:
             "tags": ["pubkey"],
             "responses": {"200": _ok("PEM SubjectPublicKeyInfo", {"type": "string"},
                                      "application/x-pem-file")},
+        }},
+        # The explorer's API (tlog.server.explorer): bundles, checkpoint history, key search.
+        f"{p}/log/entries/{{entryUUID}}/bundle": {"get": {
+            "summary": "An entry as a Sigstore bundle v0.3, with a fresh inclusion proof",
+            "operationId": "getLogEntryBundle",
+            "tags": ["entries"],
+            "parameters": [{"name": "entryUUID", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": _UUID}, "example": "0" * 64}],
+            "responses": {
+                "200": _ok("The bundle (a download: Content-Disposition attachment)", {"type": "object"},
+                           "application/vnd.dev.sigstore.bundle.v0.3+json"),
+                "400": _error("Not an entry UUID, or an entry whose digest is not SHA-256"),
+                "404": _error("No entry with this UUID"),
+            },
+        }},
+        f"{p}/log/checkpoints": {"get": {
+            "summary": "The signed checkpoints the log published, newest first",
+            "operationId": "getCheckpoints",
+            "tags": ["tlog"],
+            "parameters": [
+                {"name": "before", "in": "query", "required": False,
+                 "description": "Only checkpoints of tree sizes below this one",
+                 "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHECKPOINTS, "default": 20}},
+            ],
+            "responses": {
+                "200": _ok("Checkpoints, largest tree size first",
+                           {"type": "array", "maxItems": MAX_CHECKPOINTS, "items": _ref("StoredCheckpoint")}),
+                "400": _error("`before` or `limit` is not an integer in range"),
+            },
+        }},
+        f"{p}/index/fingerprint/{{fingerprint}}": {"get": {
+            "summary": (f"UUIDs of the entries signed with a key, by its fingerprint: the newest "
+                        f"{MAX_SEARCH_RESULTS}, then older pages with ?before="),
+            "description": ("The fingerprint is the hex SHA-256 of the key's DER SubjectPublicKeyInfo "
+                            "(a certificate's key's for an entry signed with a certificate). Paged as "
+                            "POST /api/v1/index/retrieve."),
+            "operationId": "searchIndexByFingerprint",
+            "tags": ["index"],
+            "parameters": [
+                {"name": "fingerprint", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "example": "0" * 64},
+                {"name": "before", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0}},
+            ],
+            "responses": {
+                "200": _ok(f"UUIDs, in log order: at most {MAX_SEARCH_RESULTS}",
+                           {"type": "array", "maxItems": MAX_SEARCH_RESULTS, "items": _hex("Entry UUID")},
+                           headers=_SEARCH_PAGE_HEADERS),
+                "400": _error("Not a fingerprint (64 hex digits), or `before` is not a non-negative integer"),
+            },
         }},
         OPENAPI_PATH: {"get": {
             "summary": "This document",

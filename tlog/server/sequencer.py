@@ -1,7 +1,7 @@
 """The sequencer: group commit of admitted entries (DESIGN §4).
 
 Submissions queue up; one task takes up to `batch_size` of them (lingering at most
-`batch_ms` for more), dedupes them, appends them to the tree, signs one checkpoint and
+`batch_ms` for more), dedupes them by signing event, appends them to the tree, signs one checkpoint and
 writes entries + tiles + checkpoint in one fsync'd transaction. Only then are the waiting
 requests answered, each with its index and the snapshot its proof is built against.
 A bounded queue gives back-pressure (tessera's ErrPushback) instead of unbounded memory.
@@ -13,13 +13,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tlog.core import rekor
 from tlog.core.keys import LogKey
-from tlog.core.merkle import HASH_SIZE
+from tlog.core.merkle import HASH_SIZE, leaf_hash
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
 from tlog.core.tilestate import TreeState
 from tlog.core.timestamp import sign_set
@@ -33,8 +33,9 @@ log = logging.getLogger("tlog.sequencer")
 
 
 class Duplicate(Conflict):
-    """An entry with the same canonical body is already in the log (HTTP 409, with the
-    entry's path as Location: Rekor's answer, which clients follow to fetch it)."""
+    """An entry for the same signing event — the same canonical body, or the same ECDSA
+    signature with the other s — is already in the log (HTTP 409, with that entry's path as
+    Location: Rekor's answer, which clients follow to fetch it)."""
 
     def __init__(self, index: int, uuid: bytes) -> None:
         super().__init__(
@@ -52,6 +53,13 @@ class Admitted:
     leaf_hash: bytes
     search_keys: tuple[int, ...]
     answer: bool = True  # False: the submitter needs no SET or proof (bulk fill)
+    # The signing event's key where it is not leaf_hash (storage.base.NewEntry.event_key).
+    event_key: bytes | None = None
+
+    @property
+    def event(self) -> bytes:
+        """What the sequencer dedupes by: one signing event, one entry."""
+        return self.event_key or self.leaf_hash
 
 
 @dataclass(frozen=True)
@@ -85,11 +93,37 @@ class _Pending:
     future: asyncio.Future[Sequenced]
 
 
+class _Events:
+    """The `key_of` of the dedupe lookup (Storage.find_leaves): a stored body's signing-
+    event key. The bodies a lookup meets are mostly a submitted body itself (its event is
+    known) or the low-s twin whose leaf hash is the event key wanted; only another body
+    (the high-s twin, or an 8-byte prefix collision) is parsed, with `derive`. Called in
+    index order, it also keeps the leaf hash of the first stored entry of each event: the
+    UUID a 409 points at."""
+
+    def __init__(self, batch: Iterable[Admitted], derive: Callable[[bytes], bytes]) -> None:
+        self._known = {a.leaf_hash: a.event for a in batch}
+        self.wanted = list(dict.fromkeys(self._known.values()))
+        self._wanted = set(self.wanted)
+        self._derive = derive
+        self.stored_leaf: dict[bytes, bytes] = {}  # event key → UUID of its stored entry
+
+    def __call__(self, body: bytes) -> bytes:
+        h = leaf_hash(body)
+        event = self._known.get(h) or (h if h in self._wanted else self._derive(body))
+        self.stored_leaf.setdefault(event, h)
+        return event
+
+
 class Sequencer:
     def __init__(self, storage: Storage, key: LogKey, origin: str, head: Published, *,
                  batch_size: int = 256, batch_ms: float = 1.0, max_pending: int = 4096,
-                 clock: Callable[[], float] = time.time, metrics: LogMetrics | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: LogMetrics | None = None,
+                 event_key_of: Callable[[bytes], bytes] = leaf_hash) -> None:
+        """`event_key_of` gives a stored body's signing-event key (for the log's entries,
+        hashedrekord.event_key_of_body); by default every body is an event of its own."""
         self.storage = storage
+        self.event_key_of = event_key_of
         self.key = key
         self.origin = origin
         self.head = head
@@ -169,20 +203,23 @@ class Sequencer:
                         p.future.set_exception(err)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        # Dedupe against the log and within the batch (same canonical body = same leaf).
-        existing = await self.storage.find_leaves([p.entry.leaf_hash for p in batch], writer=True)
+        # Dedupe against the log and within the batch by signing event (Admitted.event):
+        # the same canonical body, or one ECDSA signature with s and with n - s (issue 11,
+        # item 7). Each later one is answered with the first's index and UUID.
+        events = _Events((p.entry for p in batch), self.event_key_of)
+        existing = await self.storage.find_leaves(events.wanted, writer=True, key_of=events)
         old = self.head.state
         accepted: list[_Pending] = []
-        first_in_batch: dict[bytes, int] = {}
-        later_dupes: list[tuple[_Pending, int]] = []
+        first_in_batch: dict[bytes, tuple[int, bytes]] = {}  # event → (index, UUID)
+        later_dupes: list[tuple[_Pending, int, bytes]] = []
         for p in batch:
-            h = p.entry.leaf_hash
-            if h in existing:
-                p.future.set_exception(Duplicate(existing[h], h))
-            elif h in first_in_batch:
-                later_dupes.append((p, first_in_batch[h]))
+            event = p.entry.event
+            if event in existing:
+                p.future.set_exception(Duplicate(existing[event], events.stored_leaf[event]))
+            elif event in first_in_batch:
+                later_dupes.append((p, *first_in_batch[event]))
             else:
-                first_in_batch[h] = old.size + len(accepted)
+                first_in_batch[event] = (old.size + len(accepted), p.entry.leaf_hash)
                 accepted.append(p)
         if accepted:
             now = int(self._clock())
@@ -200,8 +237,8 @@ class Sequencer:
                 self.halted = str(e)
                 log.critical("signing guard refused a checkpoint; writes stopped: %s", e)
                 raise Unavailable(f"writes are stopped: {e}") from e
-            entries = [NewEntry(old.size + i, p.entry.body, p.entry.leaf_hash, p.entry.search_keys)
-                       for i, p in enumerate(accepted)]
+            entries = [NewEntry(old.size + i, p.entry.body, p.entry.leaf_hash, p.entry.search_keys,
+                                p.entry.event_key) for i, p in enumerate(accepted)]
             t0 = time.perf_counter()
             write = asyncio.ensure_future(self.storage.append_batch(
                 entries, now, writes, StoredCheckpoint(new_state.size, root, note, now)))
@@ -233,9 +270,9 @@ class Sequencer:
             for i, p in enumerate(accepted):
                 if not p.future.done():
                     p.future.set_result(Sequenced(old.size + i, now, self.head, set_sigs[i], proofs[i]))
-        for p, index in later_dupes:
+        for p, index, uuid in later_dupes:
             if not p.future.done():
-                p.future.set_exception(Duplicate(index, p.entry.leaf_hash))
+                p.future.set_exception(Duplicate(index, uuid))
 
     def _publish(self, state: TreeState, root: bytes, note: bytes, fresh: dict[int, bytes | ExpandedTile],
                  entries: int, t0: float, memo: dict[tuple[int, int], bytes]) -> None:

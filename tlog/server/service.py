@@ -16,6 +16,7 @@ from tlog.core.tiles import TileRef
 from tlog.server.bundles import Bundle
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Published
+from tlog.server.storage.base import StoredCheckpoint
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class LogService(Protocol):
 
     def checkpoint_note(self) -> bytes:
         """The latest signed checkpoint, with witness cosignatures (GET /checkpoint)."""
+        ...
+
+    async def checkpoints(self, before: int, limit: int) -> list[StoredCheckpoint]:
+        """Signed checkpoints the log published below tree size `before`, newest first
+        (at most `limit`; GET /api/v1/log/checkpoints)."""
         ...
 
     async def health_problem(self) -> str | None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import (
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from tlog.core.digests import DIGESTS
+from tlog.core.merkle import leaf_hash
 from tlog.errors import InvalidInput, PayloadTooLarge
 
 KIND: Final = "hashedrekord"
@@ -41,19 +43,41 @@ API_VERSION: Final = "0.0.1"
 # DESIGN §2 (tiles): entry bundles prefix each body with a big-endian uint16 length.
 MAX_BODY_BYTES: Final = 65_535
 
-# DESIGN §2: RSA of at least 2048 bits. The upper bound is ours, not Rekor's: an RSA
-# verification costs O(bits²), and admission has a throughput target (DESIGN §5).
+# DESIGN §2: RSA of 2048 to 4096 bits with e = 65537, the RSA keys of Sigstore's algorithm
+# registry (protobuf-specs PublicKeyDetails; sigstore-go signature/algorithm_registry.go).
+# Rekor takes more, but a bad signature under RSA-8192 with a huge exponent cost 1.5 ms of
+# event-loop time (issue 11, item 4): a verification costs O(bits²·log e).
 MIN_RSA_BITS: Final = 2048
-MAX_RSA_BITS: Final = 8192
+MAX_RSA_BITS: Final = 4096
+RSA_EXPONENT: Final = 65537
 
-# DESIGN §2: ECDSA on the NIST curves only (cryptography's names → the names people know).
-_CURVES: Final[Mapping[str, str]] = {
-    "secp256r1": "P-256",
-    "secp384r1": "P-384",
-    "secp521r1": "P-521",
+
+@dataclass(frozen=True)
+class _Curve:
+    """An ECDSA curve the log accepts (DESIGN §2: the NIST curves only)."""
+
+    name: str  # the name people know
+    digest: str  # the one digest algorithm its signatures are over (see _check_digest)
+    order: int  # n, the order of the base point (SEC 2 §2.4 / FIPS 186-4 D.1.2)
+
+
+# By cryptography's curve names. The digest is Sigstore's algorithm registry's pairing
+# (ECDSA_SHA2_256_NISTP256, ECDSA_SHA2_384_NISTP384, ECDSA_SHA2_512_NISTP521).
+_CURVES: Final[Mapping[str, _Curve]] = {
+    "secp256r1": _Curve("P-256", "sha256", int(
+        "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)),
+    "secp384r1": _Curve("P-384", "sha384", int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        "C7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16)),
+    "secp521r1": _Curve("P-521", "sha512", int(
+        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFA"
+        "51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16)),
 }
 
-_SUPPORTED_KEYS: Final = "ECDSA P-256, P-384, P-521 or RSA (2048 to 8192 bits)"
+_SUPPORTED_KEYS: Final = (
+    "ECDSA P-256 (over sha256), P-384 (sha384), P-521 (sha512), "
+    "or RSA of 2048 to 4096 bits with exponent 65537"
+)
 
 # JSON field paths, used to name the field in every error message.
 _SPEC = "spec"
@@ -148,17 +172,61 @@ def parse_request(obj: object) -> HashedRekord:
 
     Any JSON value may arrive; anything but a well-formed, verifying hashedrekord v0.0.1
     raises InvalidInput naming the field at fault. Unknown fields are dropped (DESIGN §2).
+    `check_request` then `Submission.verify`, in one step.
     """
-    entry, key = _parse(obj)
+    return check_request(obj).verify()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A well-formed proposed entry under a key the log accepts, for a digest that key may
+    sign (`check_request`); its signature is checked by `verify`. Two steps so that a
+    server can check costly signatures off its event loop (`costly`)."""
+
+    entry: HashedRekord
+    material: _KeyMaterial
+
+    @property
+    def costly(self) -> bool:
+        """Is the signature check slow enough to hand to a thread (issue 11, item 4)?
+
+        Measured (cryptography 50, one core): P-256 0.11 ms; RSA-2048 0.02 ms and RSA-3072
+        0.05 ms (a bad signature tries PKCS#1 v1.5 then PSS: 0.06 and 0.10 ms); P-384
+        0.9 ms, P-521 0.75 ms, RSA-4096 0.08 ms (bad: 0.28 ms). The cheap ones cost what
+        handing a job to a thread costs, so they stay inline.
+        """
+        key = self.material.key
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return key.curve.name != "secp256r1"
+        return isinstance(key, rsa.RSAPublicKey) and key.key_size > 3072
+
+    def verify(self) -> HashedRekord:
+        """Check the signature (InvalidInput if it does not verify); the entry, admitted.
+        Thread-safe: `costly` ones run on a server's verification threads."""
+        _verify(self.material.key, self.entry)
+        KEY_CACHE.put(self.material)  # only now: a key that signed nothing is not kept
+        return self.entry
+
+    def event_key(self) -> bytes | None:
+        """The key that identifies this entry's signing event, where it is not the leaf
+        hash: see `event_key_of_body`."""
+        return _event_key(self.entry, self.material.key)
+
+
+def check_request(obj: object) -> Submission:
+    """Everything `parse_request` checks but the signature: shape and fields, the body's
+    size, the key (`_check_supported`) and the digest algorithm it may sign
+    (`_check_digest`). All of it is cheap next to a signature check."""
+    entry, material = _parse(obj)
     body_size = len(entry.canonical_body())
     if body_size > MAX_BODY_BYTES:
         raise PayloadTooLarge(
             f"entry too large: its canonical body would be {body_size} bytes, "
             f"the log stores at most {MAX_BODY_BYTES}"
         )
-    _check_supported(key, _PUBLIC_KEY_CONTENT)
-    _verify(key, entry)
-    return entry
+    _check_supported(material.key, _PUBLIC_KEY_CONTENT)
+    _check_digest(material.key, entry.algorithm)
+    return Submission(entry, material)
 
 
 def parse_body(body: bytes) -> HashedRekord:
@@ -167,6 +235,10 @@ def parse_body(body: bytes) -> HashedRekord:
     Strict: the bytes must be exactly what `canonical_body()` writes for the entry they
     describe, else InvalidInput. The signature is not checked here; call verify_signature.
     """
+    return _parse_body(body)[0]
+
+
+def _parse_body(body: bytes) -> tuple[HashedRekord, PublicKeyTypes]:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise InvalidInput(f"body: expected bytes, got {type(body).__name__}")
     raw = bytes(body)
@@ -176,26 +248,68 @@ def parse_body(body: bytes) -> HashedRekord:
         obj = json.loads(raw)
     except (ValueError, RecursionError):
         raise InvalidInput("body: not valid JSON") from None
-    entry, key = _parse(obj)
-    _check_supported(key, _PUBLIC_KEY_CONTENT)
+    entry, material = _parse(obj)
+    _check_supported(material.key, _PUBLIC_KEY_CONTENT)
     # Re-canonicalizing must give back the same bytes: that rules out unknown fields,
     # duplicate keys, whitespace, upper-case hex, unpadded base64, re-wrapped PEM...
     if entry.canonical_body() != raw:
         raise InvalidInput(
             "body: not in canonical form (RFC 8785 JSON of the normalized entry, DESIGN §2)"
         )
-    return entry
+    return entry, material.key
 
 
 def verify_signature(entry: HashedRekord) -> None:
-    """Check the entry's signature over its digest; InvalidInput if it does not verify."""
-    label, der = _parse_pem(entry.public_key_pem, _PUBLIC_KEY_CONTENT)
-    key = _key_material(label, der)[0]
-    _check_supported(key, _PUBLIC_KEY_CONTENT)
+    """Check the entry's signature over its digest, by a key and for a digest algorithm
+    the log accepts (as admission does); InvalidInput if it does not verify."""
+    material = _key_material(*_parse_pem(entry.public_key_pem, _PUBLIC_KEY_CONTENT))
+    _check_supported(material.key, _PUBLIC_KEY_CONTENT)
     digest = DIGESTS.get(entry.algorithm)
     if digest is None or digest.size != len(entry.digest):
         raise InvalidInput(f"{_ALGORITHM}: digest does not fit algorithm {entry.algorithm!r}")
-    _verify(key, entry)
+    _check_digest(material.key, entry.algorithm)
+    Submission(entry, material).verify()
+
+
+def event_key_of_body(body: bytes) -> bytes:
+    """The key of the signing event a stored body records (issue 11, item 7).
+
+    ECDSA signatures are malleable: (r, s) and (r, n - s) both verify (SEC 1 §4.1.4; the
+    reason Bitcoin's BIP-62 and libsecp256k1 require low s). Both are what signers produce
+    — Go's crypto/ecdsa and OpenSSL emit either — so both are accepted and the canonical
+    body keeps the submitted signature (the signer's bundle must match what is logged);
+    but they are one signing event, so the log dedupes by this key: the RFC 6962 leaf hash
+    of the body with s normalized to the low half (s ≤ n/2). For a low-s ECDSA or an RSA
+    signature that is the body's own leaf hash (RSA: a third party cannot make a second
+    valid signature). A body that does not parse has no twin: its leaf hash.
+    """
+    try:
+        entry, key = _parse_body(body)
+    except InvalidInput:
+        return leaf_hash(body)
+    return _event_key(entry, key) or leaf_hash(body)
+
+
+def event_key(entry: HashedRekord) -> bytes | None:
+    """`event_key_of_body` of a parsed entry, None where that is its own leaf hash."""
+    return _event_key(entry, _key_material(*_parse_pem(entry.public_key_pem, _PUBLIC_KEY_CONTENT)).key)
+
+
+def _event_key(entry: HashedRekord, key: PublicKeyTypes) -> bytes | None:
+    """`event_key_of_body` for a parsed entry, None where it is the leaf hash: the cheap
+    case (one DER decode) on the submission path; only a high-s signature costs a body."""
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _CURVES:
+        return None
+    try:
+        r, s = utils.decode_dss_signature(entry.signature)
+    except ValueError:
+        return None
+    order = _CURVES[key.curve.name].order
+    if s <= order // 2:
+        return None
+    low = HashedRekord(entry.algorithm, entry.digest, utils.encode_dss_signature(r, order - s),
+                       entry.public_key_pem, entry.is_certificate)
+    return leaf_hash(low.canonical_body())
 
 
 # A canonical body split around its four values: algorithm, hex digest, signature, key.
@@ -301,7 +415,7 @@ def proposed_entry(
 # --- parsing ----------------------------------------------------------------------------
 
 
-def _parse(obj: object) -> tuple[HashedRekord, PublicKeyTypes]:
+def _parse(obj: object) -> tuple[HashedRekord, _KeyMaterial]:
     """Shape and field checks shared by requests and stored bodies; no signature check."""
     if not isinstance(obj, dict):
         raise InvalidInput(f"request: expected a JSON object, got {_json_type(obj)}")
@@ -353,27 +467,108 @@ def _parse(obj: object) -> tuple[HashedRekord, PublicKeyTypes]:
             "base64-encode it"
         )
     pem_text = _decode_base64(key_content, _PUBLIC_KEY_CONTENT)
-    label, der = _parse_pem(pem_text, _PUBLIC_KEY_CONTENT)
-    key, pem, fingerprint = _key_material(label, der)
+    material = _key_material(*_parse_pem(pem_text, _PUBLIC_KEY_CONTENT))
     entry = HashedRekord(
         algorithm=algorithm,
         digest=digest,
         signature=signature,
-        public_key_pem=pem,
-        is_certificate=label == _CERTIFICATE_LABEL,
+        public_key_pem=material.pem,
+        is_certificate=material.label == _CERTIFICATE_LABEL,
     )
-    entry.__dict__["_fingerprint"] = fingerprint
-    return entry, key
+    entry.__dict__["_fingerprint"] = material.fingerprint
+    return entry, material
 
 
-@functools.lru_cache(maxsize=4096)
-def _key_material(label: str, der: bytes) -> tuple[PublicKeyTypes, bytes, bytes]:
-    """The parsed key, its normalized PEM and its fingerprint, for one DER encoding.
+@dataclass(frozen=True)
+class _KeyMaterial:
+    """A signing key parsed from one PEM block: the parsed key, its normalized PEM
+    (DESIGN §2) and its fingerprint, for the block's exact DER."""
 
-    Signers reuse their keys (a CI pipeline signs every release with one key): caching
-    by the exact DER saves the parse and two re-encodings on each submission. Keys are
-    immutable values and failures raise (lru_cache does not cache exceptions).
+    label: str
+    der: bytes
+    key: PublicKeyTypes
+    pem: bytes
+    fingerprint: bytes
+
+    @property
+    def weight(self) -> int:
+        """The bytes it holds, as the key cache counts them: the DER and the PEM (35 KB
+        and 47 KB for a large certificate), and the parsed key with its bookkeeping."""
+        return len(self.der) + len(self.pem) + _KEY_OVERHEAD
+
+
+# What a cached key costs beyond its DER and PEM: the OpenSSL key object, the fingerprint,
+# the cache's own entry. Measured as RSS per key: 2.4 KB for P-256, 1 KB for RSA-4096.
+_KEY_OVERHEAD: Final = 2560
+
+
+class KeyCache:
+    """The parsed keys of signatures that verified, least recently used first out,
+    bounded by the bytes they hold and by their number.
+
+    Signers reuse their keys (a CI pipeline signs every release with one key): looking a
+    key up by its exact DER saves the parse and two re-encodings on each submission. Only
+    keys that have verified a signature get in (`Submission.verify`): a cache filled on
+    parse kept whatever rejected requests carried — 4,200 requests with distinct 35 KB
+    certificates and bad signatures, all 400, held 370 MB for good (issue 11, item 3).
+    And it is bounded by bytes: a count alone lets large certificates weigh 40× more than
+    keys. Thread-safe: keys verified on a server's verification threads come in there.
     """
+
+    def __init__(self, max_bytes: int, max_entries: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, bytes], _KeyMaterial] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def weight(self) -> int:
+        """The bytes the cached keys hold, by `_KeyMaterial.weight`."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, label: str, der: bytes) -> _KeyMaterial | None:
+        with self._lock:
+            found = self._entries.get((label, der))
+            if found is not None:
+                self._entries.move_to_end((label, der))
+            return found
+
+    def put(self, material: _KeyMaterial) -> None:
+        weight = material.weight
+        if weight > self.max_bytes:
+            return
+        slot = (material.label, material.der)
+        with self._lock:
+            if slot in self._entries:
+                self._entries.move_to_end(slot)
+                return
+            self._entries[slot] = material
+            self._bytes += weight
+            while self._bytes > self.max_bytes or len(self._entries) > self.max_entries:
+                self._bytes -= self._entries.popitem(last=False)[1].weight
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+# 16 MiB: room for 4,096 keys (11.6 MB of P-256 keys, overhead counted), or ~200 large
+# (35 KB) certificates. Fulcio certificates are short-lived, one per signing event:
+# caching them gains little anyway, and a big one cannot push out more than its weight.
+KEY_CACHE: Final = KeyCache(max_bytes=16 << 20, max_entries=4096)
+
+
+def _key_material(label: str, der: bytes) -> _KeyMaterial:
+    """The key in one PEM block's DER: from `KEY_CACHE`, else parsed (and not cached:
+    `Submission.verify` caches it once a signature verified with it)."""
+    cached = KEY_CACHE.get(label, der)
+    if cached is not None:
+        return cached
     key = _load_public_key(label, der, _PUBLIC_KEY_CONTENT)
     if label == _CERTIFICATE_LABEL:
         # The certificate's own DER, re-wrapped: what Rekor's CanonicalValue() writes.
@@ -385,7 +580,7 @@ def _key_material(label: str, der: bytes) -> tuple[PublicKeyTypes, bytes, bytes]
         pem = key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-    return key, pem, _fingerprint(key)
+    return _KeyMaterial(label, der, key, pem, _fingerprint(key))
 
 
 def _object(parent: Mapping[str, object], key: str, path: str) -> Mapping[str, object]:
@@ -560,7 +755,7 @@ def _check_supported(key: PublicKeyTypes, path: str) -> None:
         if key.curve.name not in _CURVES:
             raise InvalidInput(
                 f"{path}: unsupported elliptic curve {key.curve.name}; "
-                f"supported curves: {', '.join(_CURVES.values())}"
+                f"supported curves: {', '.join(c.name for c in _CURVES.values())}"
             )
         return
     if isinstance(key, rsa.RSAPublicKey):
@@ -571,14 +766,21 @@ def _check_supported(key: PublicKeyTypes, path: str) -> None:
             )
         if bits > MAX_RSA_BITS:
             raise InvalidInput(
-                f"{path}: RSA key of {bits} bits is larger than this log accepts "
-                f"(at most {MAX_RSA_BITS})"
+                f"{path}: RSA key of {bits} bits is larger than this log accepts: "
+                f"{MIN_RSA_BITS} to {MAX_RSA_BITS} bits, as in Sigstore's algorithm registry "
+                "(a verification costs the square of the size)"
             )
-        # Go's crypto/rsa (Rekor's verifier) refuses exponents above 2³¹-1; a huge
-        # exponent would also make a cheap verification a full modular exponentiation.
+        # The registry's RSA keys use 65537, as every key generator does by default. A
+        # larger exponent makes each verification cost more (a 2³¹ one: 31 squarings
+        # where 65537 takes 17), a smaller one is a known weakness (RFC 8017 §3.1 allows
+        # both; Go's crypto/rsa, Rekor's verifier, refuses exponents ≥ 2³¹).
         exponent = key.public_numbers().e
-        if exponent < 3 or exponent % 2 == 0 or exponent >= 2**31:
-            raise InvalidInput(f"{path}: unsupported RSA public exponent; use 65537")
+        if exponent != RSA_EXPONENT:
+            shown = exponent if exponent < 2**64 else f"of {exponent.bit_length()} bits"
+            raise InvalidInput(
+                f"{path}: RSA public exponent {shown} is not accepted: only {RSA_EXPONENT} "
+                "(what key generators use by default; Sigstore's algorithm registry)"
+            )
         return
     if isinstance(key, dsa.DSAPublicKey):
         raise InvalidInput(f"{path}: DSA keys are not supported; supported: {_SUPPORTED_KEYS}")
@@ -588,15 +790,47 @@ def _check_supported(key: PublicKeyTypes, path: str) -> None:
     )
 
 
+def _check_digest(key: PublicKeyTypes, algorithm: str) -> None:
+    """Refuse a digest algorithm the key does not sign with (issue 11, item 6).
+
+    Sigstore's algorithm registry (protobuf-specs PublicKeyDetails, sigstore-go
+    signature/algorithm_registry.go) binds each ECDSA curve to one hash: P-256 to SHA-256,
+    P-384 to SHA-384, P-521 to SHA-512. Without it, ECDSA truncates a digest longer than
+    the group order to the order's length (SEC 1 §4.1.4 step 5, FIPS 186-5 §6.4.2): one
+    P-256 signature over a SHA-256 digest D also verifies as the sha512 "digest" D‖X for
+    every X — 20,000 distinct entries "signed" by a victim's key from one real signature.
+    Rekor does not bind them (Go's ecdsa.VerifyASN1 truncates); this log does. RSA binds
+    the hash itself (PKCS#1 v1.5 signs its DigestInfo OID, PSS hashes the whole digest:
+    RFC 8017 §9.1, §9.2), so RSA takes any of sha256, sha384 and sha512.
+    """
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+        curve = _CURVES[key.curve.name]
+        if algorithm != curve.digest:
+            raise InvalidInput(
+                f"{_ALGORITHM}: a {curve.name} key signs {curve.digest} digests only, not "
+                f"{algorithm}: Sigstore's algorithm registry binds each ECDSA curve to one "
+                "digest (ECDSA cuts a longer digest to the curve's size, so one signature "
+                f"would fit many digests); hash the artifact with {curve.digest} and sign that"
+            )
+
+
+def digest_for_key(key: PublicKeyTypes) -> str:
+    """The digest algorithm signatures by `key` are made over: its curve's for ECDSA
+    (`_check_digest`), sha256 for RSA (which could take sha384 and sha512 too)."""
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+        return _CURVES[key.curve.name].digest
+    return "sha256"
+
+
 def _verify(key: PublicKeyTypes, entry: HashedRekord) -> None:
-    """The signature over the digest, as a prehashed value (DESIGN §2)."""
+    """The signature over the digest, as a prehashed value (DESIGN §2). The digest's
+    algorithm is the key's (`_check_digest`, checked before)."""
     hash_algorithm = DIGESTS[entry.algorithm].algorithm()
     prehashed = utils.Prehashed(hash_algorithm)
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            # ASN.1 DER (r, s). The hash need not match the curve: like Go's
-            # ecdsa.VerifyASN1 (Rekor), the digest is truncated to the group order's
-            # size (FIPS 186-4 §6.4), so P-256 over a sha512 digest is accepted.
+            # ASN.1 DER (r, s), with s high or low: both are what signers produce
+            # (`event_key_of_body` treats the two as one signing event).
             key.verify(entry.signature, entry.digest, ec.ECDSA(prehashed))
             return
         if isinstance(key, rsa.RSAPublicKey):
@@ -606,10 +840,11 @@ def _verify(key: PublicKeyTypes, entry: HashedRekord) -> None:
             except InvalidSignature:
                 pass
             # Rekor v0.0.1 accepts only PKCS#1 v1.5; DESIGN §2 also takes PSS, with MGF1
-            # over the digest's hash and a salt as long as the digest (RFC 8017 §9.1).
-            pss = padding.PSS(
-                mgf=padding.MGF1(hash_algorithm), salt_length=hash_algorithm.digest_size
-            )
+            # over the digest's hash and a salt of any valid length: RFC 8017 §9.1 leaves
+            # sLen to the signer, and EMSA-PSS-VERIFY can read it off the encoded message
+            # (AUTO). Signers differ: OpenSSL's default is the longest that fits, Go's
+            # rsa.SignPSS the digest's length, some HSMs 0 (issue 11, item 8).
+            pss = padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=padding.PSS.AUTO)
             key.verify(entry.signature, entry.digest, pss, prehashed)
             return
     except (InvalidSignature, ValueError):

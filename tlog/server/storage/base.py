@@ -12,7 +12,9 @@ What a driver stores, and must keep append-only (nothing is ever updated or dele
 - tiles: C2SP tlog-tiles hashes, appended per batch as contiguous chunks (`TileWrite`);
 - checkpoints: every signed checkpoint, by tree size;
 - the leaf index and the search index: 8-byte prefixes (`key_prefix`, `search_key`) → index.
-  Keys this short may collide, so lookups are confirmed against the stored bodies;
+  The leaf index holds each entry's leaf hash and, where it differs, its signing-event key
+  (`NewEntry.event_key`). Keys this short may collide, so lookups are confirmed against the
+  stored bodies;
 - meta: the log's identity (logID, origin), written once.
 """
 
@@ -62,6 +64,11 @@ class NewEntry:
     body: bytes
     leaf_hash: bytes
     search_keys: tuple[int, ...]
+    # The key of the signing event the entry records, where it is not its leaf hash (an
+    # ECDSA signature with a high s: tlog.core.entries.hashedrekord.event_key_of_body). The
+    # leaf index holds it beside the leaf hash, so that the sequencer finds the entry when
+    # the same signature comes back with the other s (issue 11, item 7).
+    event_key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -86,15 +93,18 @@ def join_chunks(chunks: Iterable[tuple[int, bytes]], where: str) -> bytes:
     return bytes(out)
 
 
-def confirm_leaves(candidates: Iterable[tuple[int, bytes]], leaf_hashes: Iterable[bytes]) -> dict[bytes, int]:
-    """leaf hash → index for the (index, body) candidates of a prefix lookup whose RFC 6962
-    §2.1 leaf hash really is one of `leaf_hashes` (8-byte prefixes collide)."""
-    want = set(leaf_hashes)
+def confirm_leaves(candidates: Iterable[tuple[int, bytes]], keys: Iterable[bytes],
+                   key_of: Callable[[bytes], bytes] = leaf_hash) -> dict[bytes, int]:
+    """key → index for the (index, body) candidates of a leaf-index lookup whose
+    `key_of(body)` — the RFC 6962 §2.1 leaf hash unless told — really is one of `keys`
+    (8-byte prefixes collide). Candidates are taken in index order, `key_of` is called
+    in that order, and the first (oldest) entry of a key is the one returned."""
+    want = set(keys)
     found: dict[bytes, int] = {}
-    for index, body in candidates:
-        h = leaf_hash(body)
-        if h in want:
-            found[h] = index
+    for index, body in sorted(candidates):
+        key = key_of(body)
+        if key in want and key not in found:
+            found[key] = index
     return found
 
 
@@ -140,8 +150,10 @@ class Storage(Protocol):
     # -- the append path --------------------------------------------------------------------
     async def append_batch(self, entries: Sequence[NewEntry], integrated_time: int,
                            tile_writes: Sequence[TileWrite], checkpoint: StoredCheckpoint) -> None:
-        """Store a sequenced batch — entries, their index rows, tile chunks, the signed
-        checkpoint — all or nothing, and return once it is durable (DESIGN §4). An index,
+        """Store a sequenced batch — entries, their index rows (leaf index: the leaf hash's
+        prefix, and the event key's where there is one; search index: `search_keys`), tile
+        chunks, the signed checkpoint — all or nothing, and return once it is durable
+        (DESIGN §4). An index,
         tile chunk or checkpoint size already stored is a `StorageError` (append-only)."""
         ...
 
@@ -179,9 +191,13 @@ class Storage(Protocol):
         proof. Tiles with no hashes stored are left out."""
         ...
 
-    async def find_leaves(self, leaf_hashes: Sequence[bytes], *, writer: bool = False) -> dict[bytes, int]:
-        """Indexes of the entries whose leaf hash is one of `leaf_hashes`, confirmed against
-        the bodies. `writer` asks for the writer's view (the sequencer's dedupe)."""
+    async def find_leaves(self, keys: Sequence[bytes], *, writer: bool = False,
+                          key_of: Callable[[bytes], bytes] = leaf_hash) -> dict[bytes, int]:
+        """Indexes of the entries the leaf index holds under one of `keys` — a leaf hash,
+        or a `NewEntry.event_key` — confirmed against the bodies with `confirm_leaves`:
+        `key_of(body)` must be the key (the leaf hash by default: a lookup by UUID). The
+        sequencer's dedupe passes its signing-event key and `writer`, for the writer's
+        view."""
         ...
 
     async def search(self, keys: Sequence[int], *, before: int, limit: int,

@@ -12,10 +12,11 @@ file, so closing a handle and opening a new one from the same driver recovers th
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tlog.core.merkle import leaf_hash
 from tlog.core.tilestate import TileWrite
 from tlog.server.storage.base import (
     NewEntry,
@@ -91,6 +92,8 @@ class MemoryStorage:
         for e in entries:
             t.entries[e.index] = (integrated_time, e.body)
             t.leaf_index.setdefault(key_prefix(e.leaf_hash), set()).add(e.index)
+            if e.event_key is not None:
+                t.leaf_index.setdefault(key_prefix(e.event_key), set()).add(e.index)
             for k in e.search_keys:
                 t.search_index.setdefault(k, set()).add(e.index)
         for w in tile_writes:
@@ -136,10 +139,11 @@ class MemoryStorage:
         tiles = self._tables().tiles
         return {t: self._tile(0, t) for t in set(indexes) if (0, t) in tiles}
 
-    async def find_leaves(self, leaf_hashes: Sequence[bytes], *, writer: bool = False) -> dict[bytes, int]:
+    async def find_leaves(self, keys: Sequence[bytes], *, writer: bool = False,
+                          key_of: Callable[[bytes], bytes] = leaf_hash) -> dict[bytes, int]:
         t = self._tables()
-        candidates = {i for h in leaf_hashes for i in t.leaf_index.get(key_prefix(h), ())}
-        return confirm_leaves(((i, t.entries[i][1]) for i in sorted(candidates)), leaf_hashes)
+        candidates = {i for k in keys for i in t.leaf_index.get(key_prefix(k), ())}
+        return confirm_leaves(((i, t.entries[i][1]) for i in candidates), keys, key_of)
 
     async def search(self, keys: Sequence[int], *, before: int, limit: int,
                      every: bool = False) -> list[int]:

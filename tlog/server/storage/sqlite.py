@@ -11,7 +11,8 @@ Tables:
   partial tile is never rewritten and a tile read is one range scan, not one row per leaf.
 - `checkpoints`: every signed checkpoint, by tree size.
 - `leaf_index`, `search_index`: 8-byte hash prefixes → index (8-byte keys keep the index
-  near 20 bytes an entry; callers confirm candidates against the full body).
+  near 20 bytes an entry; callers confirm candidates against the full body). The leaf
+  index has a second row for an entry with a signing-event key (`NewEntry.event_key`).
 - `meta`: the log's identity (logID, origin) and schema version, written once.
 """
 
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
 import aiosqlite
 
+from tlog.core.merkle import leaf_hash
 from tlog.core.tilestate import TileWrite
 from tlog.files import fsync_dir
 from tlog.server.layout import DB_FILE
@@ -178,7 +180,8 @@ class SqliteStorage:
             ("INSERT INTO entries (idx, integrated_time, body) VALUES (?, ?, ?)",
              [(e.index, integrated_time, e.body) for e in entries]),
             ("INSERT INTO leaf_index (prefix, idx) VALUES (?, ?)",
-             [(key_prefix(e.leaf_hash), e.index) for e in entries]),
+             [(key_prefix(h), e.index) for e in entries
+              for h in (e.leaf_hash, e.event_key) if h is not None]),
             ("INSERT OR IGNORE INTO search_index (key, idx) VALUES (?, ?)",
              [(k, e.index) for e in entries for k in e.search_keys]),
             ("INSERT INTO tiles (level, idx, start, hashes) VALUES (?, ?, ?, ?)",
@@ -194,17 +197,19 @@ class SqliteStorage:
             raise StorageError(str(e)) from e
 
     # -- reads ----------------------------------------------------------------------------
-    async def find_leaves(self, leaf_hashes: Sequence[bytes], *, writer: bool = False) -> dict[bytes, int]:
-        """Indexes of the entries whose leaf hash is one of `leaf_hashes`."""
-        if not leaf_hashes:
+    async def find_leaves(self, keys: Sequence[bytes], *, writer: bool = False,
+                          key_of: Callable[[bytes], bytes] = leaf_hash) -> dict[bytes, int]:
+        """Indexes of the entries the leaf index holds under one of `keys` (a leaf hash
+        or an event key), confirmed with `key_of`."""
+        if not keys:
             return {}
         conn = self._w if writer else self._r
-        wanted = {key_prefix(h): h for h in leaf_hashes}
+        wanted = {key_prefix(k) for k in keys}
         marks = ",".join("?" * len(wanted))
         rows = await conn.execute_fetchall(
-            f"SELECT l.idx, e.body FROM leaf_index l JOIN entries e ON e.idx = l.idx "
+            f"SELECT DISTINCT l.idx, e.body FROM leaf_index l JOIN entries e ON e.idx = l.idx "
             f"WHERE l.prefix IN ({marks})", list(wanted))
-        return confirm_leaves(cast(_Rows, rows), leaf_hashes)
+        return confirm_leaves(cast(_Rows, rows), keys, key_of)
 
     async def read_entries(self, indexes: Sequence[int]) -> dict[int, tuple[int, bytes]]:
         """index → (integratedTime, body) for the indexes that exist."""
