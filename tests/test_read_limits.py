@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
@@ -26,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from tlog.client.http import LogClient
 from tlog.core.entries.hashedrekord import MAX_BODY_BYTES, HashedRekord, parse_body
 from tlog.core.merkle import leaf_hash
-from tlog.core.tiles import decode_entry_bundle
+from tlog.core.tiles import TileRef, decode_entry_bundle
+from tlog.errors import NotFound
 from tlog.server.api import ApiLimits
 from tlog.server.limits import MAX_SEARCH_RESULTS
 from tlog.server.log import Log, LogConfig
@@ -196,6 +198,26 @@ async def test_searches_over_large_entries_neither_stall_the_log_nor_grow_its_me
 
 
 # -- item 2: readers of big entry bundles that never read -----------------------------------
+async def test_readers_of_a_bundle_share_one_build_and_one_bytes_object(open_log: OpenLog) -> None:
+    lg, client = await open_log(batch_ms=0)
+    await _fill(lg, Signer(), 300)
+
+    async def read(ref: TileRef) -> bytes:
+        async with lg.entry_bundle(ref) as bundle:
+            await asyncio.sleep(0.01)  # held while another reader arrives
+            return bundle.data
+
+    full, again, partial = await asyncio.gather(read(TileRef(None, 0)), read(TileRef(None, 0)),
+                                                read(TileRef(None, 1, 44)))
+    assert full is again and lg.bundles.used == len(full) + len(partial)
+    assert len(decode_entry_bundle(full)) == 256 and len(decode_entry_bundle(partial)) == 44
+    r = await client.get("/tile/entries/000")
+    assert await r.read() == full
+    with pytest.raises(NotFound):
+        lg.entry_bundle(TileRef(None, 1))  # not full yet
+
+
+
 def _stalled_reader(port: int, path: str) -> socket.socket:
     """A client that asks for `path` and reads nothing (a receive buffer of 4 KB), once the
     answer has begun to arrive (a peek at its status line, which leaves it unread)."""
