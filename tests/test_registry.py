@@ -32,12 +32,12 @@ class Env:
     server: Server
 
     def run(self, *args: str | Path, creds: bool = True, extra: dict[str, str] | None = None) -> Result:
+        # An empty variable is an unset option to click; DOCKER_CONFIG keeps ~/.docker out.
         env = {"TLOG_PASSWORD": KEY_PASSWORD, "DOCKER_CONFIG": str(self.dir / "no-docker"),
-               "TLOG_REGISTRY_USERNAME": USER if creds else None,
-               "TLOG_REGISTRY_PASSWORD": PASSWORD if creds else None}
-        return tlog(*args, "--trust", self.trust, "--allow-http-registry",
-                    env={k: v for k, v in {**env, **(extra or {})}.items() if v is not None} | {
-                        k: None for k, v in env.items() if v is None}, cwd=self.dir)
+               "TLOG_REGISTRY_USERNAME": USER if creds else "",
+               "TLOG_REGISTRY_PASSWORD": PASSWORD if creds else ""}
+        return tlog(*args, "--trust", self.trust, "--allow-http-registry", env={**env, **(extra or {})},
+                    cwd=self.dir)
 
     def ref(self, repo_tag: str) -> str:
         return f"{self.registry.host}/{repo_tag}"
@@ -170,10 +170,11 @@ def test_attached_signature_checked_without_tlog(env: Env, tmp_path: Path) -> No
     assert layer["mediaType"] == "application/vnd.dev.cosign.simplesigning.v1+json"
     payload, _ = env.registry.get(f"team/indep/blobs/{layer['digest']}", accept="*/*")
     assert "sha256:" + hashlib.sha256(payload).hexdigest() == layer["digest"]
+    repo = env.ref("team/indep")
     assert payload == (
-        '{"critical":{"identity":{"docker-reference":"%s"},"image":{"docker-manifest-digest":"%s"},'
-        '"type":"cosign container image signature"},"optional":{"a":"\\u003c\\u0026\\u003e"}}'
-        % (env.ref("team/indep"), digest)).encode()
+        '{"critical":{"identity":{"docker-reference":"' + repo + '"},"image":{"docker-manifest-digest":"'
+        + digest + '"},"type":"cosign container image signature"},"optional":{"a":"\\u003c\\u0026\\u003e"}}'
+    ).encode()
     signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
     signer = serialization.load_pem_public_key((env.dir / "me.pub").read_bytes())
     assert isinstance(signer, ec.EllipticCurvePublicKey)
@@ -183,11 +184,12 @@ def test_attached_signature_checked_without_tlog(env: Env, tmp_path: Path) -> No
     p = cosign_bundle["Payload"]
     assert list(p) == ["body", "integratedTime", "logIndex", "logID"]
     body = json.loads(base64.b64decode(p["body"]))
-    assert body["spec"]["data"]["hash"] == {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()}
+    want = {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()}
+    assert body["spec"]["data"]["hash"] == want
     assert base64.b64decode(body["spec"]["signature"]["content"]) == signature
     # The SET: the log key signs {"body","integratedTime","logID","logIndex"} (sorted, compact).
-    canonical = ('{"body":"%s","integratedTime":%d,"logID":"%s","logIndex":%d}' % (
-        p["body"], p["integratedTime"], p["logID"], p["logIndex"])).encode()
+    canonical = (f'{{"body":"{p["body"]}","integratedTime":{p["integratedTime"]:d},'
+                 f'"logID":"{p["logID"]}","logIndex":{p["logIndex"]:d}}}').encode()
     log_pem = json.loads(env.trust.read_text())
     log_key = serialization.load_pem_public_key(_pinned_key(log_pem).encode())
     der = log_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -215,7 +217,8 @@ def test_the_sigstore_bundle_referrer_verifies_alone(env: Env, tmp_path: Path) -
     digest = push(env.registry, tmp_path, "team/referred:1")
     ok(env.run("sign", "--key", "me.key", "--image", env.ref(f"team/referred@{digest}")))
     index = json.loads(env.registry.get(f"team/referred/manifests/sha256-{digest[7:]}")[0])
-    assert [m["artifactType"] for m in index["manifests"]] == ["application/vnd.dev.sigstore.bundle.v0.3+json"]
+    bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json"
+    assert [m["artifactType"] for m in index["manifests"]] == [bundle_type]
     sig = env.registry.get(f"team/referred/manifests/sha256-{digest[7:]}.sig")[0]
     request = urllib.request.Request(
         f"http://{env.registry.host}/v2/team/referred/manifests/sha256:{hashlib.sha256(sig).hexdigest()}",
