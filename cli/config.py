@@ -32,8 +32,9 @@ C = TypeVar("C", bound=click.Command)
 _SECRET_WORDS = ("password", "secret", "token")
 ENV_NAMESPACE = "TLOG_"
 # Read by any command, outside the settings of the configurable ones: the log to talk to
-# (tlog/client/trust.py) and a key's passphrase (cli/common.py PASSWORD_ENVS).
-GLOBAL_ENV = frozenset({"TLOG_URL", "TLOG_PASSWORD"})
+# (tlog/client/trust.py), a key's passphrase (cli/common.py PASSWORD_ENVS) and registry
+# credentials (tlog/client/registry.py): a shell set up for signing must still start a server.
+GLOBAL_ENV = frozenset({"TLOG_URL", "TLOG_PASSWORD", "TLOG_REGISTRY_USERNAME", "TLOG_REGISTRY_PASSWORD"})
 
 
 def flag_name(param: click.Parameter) -> str:
