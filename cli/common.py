@@ -27,12 +27,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Where a key's passphrase is read from, first set wins: ours, then cosign's (so that a
 # cosign user's key and environment work unchanged).
 PASSWORD_ENVS = ("TLOG_PASSWORD", "COSIGN_PASSWORD")
-_DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
+_DIGEST = re.compile(r"(sha256|sha384|sha512):([0-9a-fA-F]+)")
+_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def root_log_url() -> str | None:
+    """`tlog --log-url URL COMMAND`: the URL given before the command's name, which is the
+    default of the command's own --log-url (given after its name)."""
+    ctx = click.get_current_context(silent=True)
+    url = ctx.find_root().params.get("log_url") if ctx is not None else None
+    return str(url) if url else None
 
 
 def log_url_option(f: F) -> F:
-    return click.option("--log-url", metavar="URL", default=None,
+    return click.option("--log-url", metavar="URL", default=root_log_url,
                         help="The log to use. Default: $TLOG_URL, else the only pinned log.")(f)
+
+
+def param_check(parse: Callable[[str], T]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that parses an option's value with `parse`, so that a malformed value
+    is bad usage (exit 2, naming the option) rather than a failed operation (exit 1)."""
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except InvalidInput as e:
+            raise click.BadParameter(str(e), ctx, param) from None
+    return callback
 
 
 def trust_option(f: F) -> F:
@@ -67,8 +89,14 @@ class Subject:
 
     kind: str  # "artifact" | "image"
     name: str
-    digest: bytes  # SHA-256 of the signed bytes
     default_bundle: Path
+    # The signed bytes' digest with an algorithm (sha256, sha384, sha512), computed when
+    # asked: the signing key decides which (a P-384 key signs sha384), or a bundle does.
+    hash: Callable[[str], bytes]
+    algorithm: str | None = None  # that of a digest given as such (--digest): the only one
+
+    def digest(self, algorithm: str = "sha256") -> bytes:
+        return self.hash(algorithm)
 
 
 def subject_of(artifact: Path | None, image: str | None, digest: str | None = None) -> Subject:
@@ -80,18 +108,25 @@ def subject_of(artifact: Path | None, image: str | None, digest: str | None = No
         from tlog.core.image import parse_image_ref, payload_digest
 
         ref = parse_image_ref(image)
-        return Subject("image", str(ref), payload_digest(ref),
-                       Path(f"sha256-{ref.digest.hex()}.bundle.json"))
+        return Subject("image", str(ref), Path(f"sha256-{ref.digest.hex()}.bundle.json"),
+                       lambda algorithm: payload_digest(ref, algorithm=algorithm))
     if digest is not None:
         m = _DIGEST.fullmatch(digest.strip())
-        if not m:
-            raise InvalidInput(f"--digest must be sha256: and 64 hex digits, got {digest!r}")
-        hex_digest = m.group(1).lower()
-        return Subject("artifact", f"sha256:{hex_digest}", bytes.fromhex(hex_digest),
-                       Path(f"sha256-{hex_digest}.bundle.json"))
+        if not m or len(m.group(2)) != _HEX_LENGTHS[m.group(1)]:
+            raise InvalidInput(f"--digest must be sha256: and 64 hex digits (or sha384: and 96, "
+                               f"sha512: and 128), got {digest!r}")
+        named, hex_digest = m.group(1), m.group(2).lower()
+
+        def as_given(algorithm: str) -> bytes:
+            if algorithm != named:
+                raise InvalidInput(f"--digest gives a {named} digest, and the signature is over a "
+                                   f"{algorithm} one (the key's): give --digest {algorithm}:HEX")
+            return bytes.fromhex(hex_digest)
+        return Subject("artifact", f"{named}:{hex_digest}", Path(f"{named}-{hex_digest}.bundle.json"),
+                       as_given, named)
     assert artifact is not None
-    return Subject("artifact", str(artifact), file_sha256(artifact),
-                   Path(str(artifact) + ".bundle.json"))
+    return Subject("artifact", str(artifact), Path(str(artifact) + ".bundle.json"),
+                   lambda algorithm: file_sha256(artifact, algorithm=algorithm))
 
 
 def trust_path(trust_file: Path | None) -> Path:
@@ -131,9 +166,10 @@ def read_file(path: Path, what: str) -> bytes:
         raise TlogError(f"cannot read {what} {path}: {e.strerror or e}") from e
 
 
-def file_sha256(path: Path, what: str = "artifact") -> bytes:
-    """SHA-256 of a file, read in chunks (artifacts can be large)."""
-    h = hashlib.sha256()
+def file_sha256(path: Path, what: str = "artifact", *, algorithm: str = "sha256") -> bytes:
+    """SHA-256 (or another `algorithm`'s digest) of a file, read in chunks (artifacts can
+    be large)."""
+    h = hashlib.new(algorithm)
     try:
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from cli.common import json_option
+from cli.contract import Failure
 from cli.main import main
 from cli.monitor_cmd import ProgressBar
 
@@ -47,9 +48,8 @@ def render(rep: FsckReport) -> str:
     return "\n".join(lines)
 
 
-def _cannot_check(message: str) -> None:
-    click.echo(f"tlog: error: {message}", err=True)
-    sys.exit(EXIT_CANNOT_CHECK)
+def _cannot_check(message: str) -> NoReturn:
+    raise Failure(message, EXIT_CANNOT_CHECK, "cannot_check")
 
 
 @main.command()

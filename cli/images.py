@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cli.common import echo_json
+from cli.contract import failure_details
 
 if TYPE_CHECKING:
     from tlog.client.image_signatures import SignedImage, VerifiedImage
@@ -154,8 +155,9 @@ def verify_in_registry(reference: str, public_key_pem: bytes, logs: Sequence[Tru
         verified = asyncio.run(run())
     except NoMatchingSignatures as e:
         if as_json:
-            echo_json({"verified": False, "image": str(e.image), "reason": str(e),
-                       "candidates": [{"signature": c.where, "failure": c.failure} for c in e.candidates]})
+            failure_details(verified=False, image=str(e.image), reason=str(e),
+                            candidates=[{"signature": c.where, "failure": c.failure}
+                                        for c in e.candidates])
         raise
     if as_json:
         echo_json({"verified": True, "images": [{

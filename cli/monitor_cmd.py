@@ -67,9 +67,21 @@ def emitter(as_json: bool) -> Callable[[dict[str, Any]], None]:
     def emit(event: dict[str, Any]) -> None:
         if as_json:
             click.echo(json.dumps(event, sort_keys=True))
+            if event["event"] == "error":  # on stderr too, as every command's errors
+                click.echo(describe(event), err=True)
         else:
             click.echo(describe(event), err=event["event"] in ("fork", "error"))
     return emit
+
+
+def error_event(e: Exception) -> dict[str, Any]:
+    """An error as a monitor event: an `error` line in the event stream that also carries the
+    failure document every command prints with --json (cli.contract)."""
+    from cli.contract import error_code, error_message
+
+    message = error_message(e)
+    return {"event": "error", "message": message, "ok": False,
+            "error": {"code": error_code(e), "message": message}}
 
 
 def describe(e: dict[str, Any]) -> str:
@@ -96,7 +108,7 @@ def describe(e: dict[str, Any]) -> str:
         if "advice" in e:
             lines.append(f"--- what to do: {e['advice']}")
         return "\n".join(lines)
-    return f"tlog monitor: {e.get('message', e)}"
+    return f"tlog: error: {e.get('message', e)}"
 
 
 async def _loop(log: Any, state_path: Path, options: Any, interval: float | None,
@@ -126,13 +138,10 @@ async def _loop(log: Any, state_path: Path, options: Any, interval: float | None
                 emit(alert.event)
                 return EXIT_FORK
             except WitnessQuorumError as e:
-                emit({"event": "error", "kind": "witnesses", "message": e.diagnostics()})
+                emit({**error_event(e), "kind": "witnesses"})
                 code = EXIT_UNWITNESSED
-            except TlogError as e:
-                emit({"event": "error", "message": e.diagnostics()})
-                code = EXIT_ERROR
-            except OSError as e:
-                emit({"event": "error", "message": f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")})
+            except (TlogError, OSError) as e:
+                emit(error_event(e))
                 code = EXIT_ERROR
             if interval is None:
                 return code

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,43 +15,72 @@ from cli.common import (
     file_sha256,
     json_option,
     log_url_option,
+    param_check,
     read_file,
     selected_log,
     trust_option,
     with_client,
 )
 from cli.main import main
+from tlog.core.rekor import parse_uuid
 from tlog.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from tlog.core.trusted import TrustedLog
+    from tlog.core.verify import VerifiedEntry
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
+def sha256_hex(text: str) -> str:
+    """A SHA-256 digest as 64 lowercase hex digits (`sha256:` prefix allowed)."""
+    digest = text.strip().lower().removeprefix("sha256:")
+    if not _HEX64.fullmatch(digest):
+        raise InvalidInput(f"must be 64 hex digits, got {text!r}")
+    return digest
+
+
+def entry_uuid(text: str) -> str:
+    """An entry UUID as given (64 hex, or Rekor's 80-hex form), checked before any request."""
+    parse_uuid(text.strip())
+    return text.strip()
+
+
+def checked_entry(answer: object, log: TrustedLog, *, index: int | None = None,
+                  uuid: str | None = None) -> VerifiedEntry:
+    """The entry the log answered, verified with the pinned key, and the one asked for."""
+    from tlog.core.verify import CheckFailed, verify_log_entry
+
+    verified = verify_log_entry(answer, log)
+    e = verified.entry
+    if (index is not None and e.log_index != index) or (
+            uuid is not None and e.uuid != parse_uuid(uuid).hex()):
+        raise CheckFailed("entry", f"the log answered with entry {e.log_index} ({e.uuid}), "
+                                   "not the one asked for")
+    return verified
+
+
 @main.command()
-@click.option("--index", type=click.IntRange(0), default=None, help="The entry's log index.")
-@click.option("--uuid", default=None, help="The entry's UUID (64 hex, or Rekor's 80-hex form).")
+@click.option("--index", "--log-index", "index", type=click.IntRange(0), default=None,
+              help="The entry's log index (--log-index, as rekor-cli spells it).")
+@click.option("--uuid", default=None, callback=param_check(entry_uuid),
+              help="The entry's UUID (64 hex, or Rekor's 80-hex form).")
 @log_url_option
 @trust_option
 @json_option
 def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Path | None,
         as_json: bool) -> None:
     """Fetch one entry and verify it (SET, inclusion proof, checkpoint) with the pinned key."""
-    from tlog.core.rekor import parse_uuid
-    from tlog.core.verify import CheckFailed, verify_log_entry
-
     if (index is None) == (uuid is None):
         raise click.UsageError("give exactly one of --index or --uuid")
-    want_uuid = parse_uuid(uuid.strip()).hex() if uuid is not None else None
     log = selected_log(trust_file, log_url)
     if index is not None:
         answer = with_client(log.url, lambda c: c.entry_by_index(index))
     else:
         assert uuid is not None  # exactly one of the two, checked above
-        answer = with_client(log.url, lambda c: c.entry_by_uuid(uuid.strip()))
-    verified = verify_log_entry(answer, log)
+        answer = with_client(log.url, lambda c: c.entry_by_uuid(uuid))
+    verified = checked_entry(answer, log, index=index, uuid=uuid)
     e = verified.entry
-    if (index is not None and e.log_index != index) or (want_uuid and e.uuid != want_uuid):
-        raise CheckFailed("entry", f"the log answered with entry {e.log_index} ({e.uuid}), "
-                                   "not the one asked for")
     if as_json:
         echo_json(answer)
         return
@@ -76,7 +106,8 @@ def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Pa
 @main.command()
 @click.option("--artifact", type=click.Path(path_type=Path), default=None,
               help="Entries for this file's SHA-256.")
-@click.option("--sha256", "sha256", metavar="HEX", default=None, help="Entries for this digest.")
+@click.option("--sha256", "sha256", metavar="HEX", default=None, callback=param_check(sha256_hex),
+              help="Entries for this digest.")
 @click.option("--public-key", type=click.Path(path_type=Path), default=None,
               help="Entries signed with this key (PEM).")
 @log_url_option
@@ -91,9 +122,7 @@ def search(artifact: Path | None, sha256: str | None, public_key: Path | None,
     if artifact is not None:
         digest = file_sha256(artifact).hex()
     elif sha256 is not None:
-        digest = sha256.strip().lower().removeprefix("sha256:")
-        if not _HEX64.fullmatch(digest):
-            raise InvalidInput(f"--sha256 must be 64 hex digits, got {sha256!r}")
+        digest = sha256
     else:
         assert public_key is not None
         pem = read_file(public_key, "public key")

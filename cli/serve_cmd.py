@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("tlog-data"),
               show_default=True, help="Where the database and the log key live.")
+@click.option("--database", default=None, metavar="postgresql://USER@HOST:PORT/DB",
+              help="Keep the log in this PostgreSQL database instead of SQLite in --data-dir; "
+                   "every frontend given the same database serves the same log.")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The log key (PKCS#8 PEM, mode 0600; created on first start if missing). "
+                   "Default: DATA_DIR/log.key.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True)
 @click.option("--public-url", default=None,
@@ -32,7 +38,12 @@ if TYPE_CHECKING:
 @click.option("--max-pending", type=click.IntRange(1, 10_000_000), default=4096, show_default=True,
               help="Queued submissions beyond which the log answers 503.")
 @click.option("--max-body", type=click.IntRange(1024, 16 << 20), default=64 * 1024, show_default=True,
-              help="Largest request body, in bytes (413 beyond).")
+              help="Largest request body, in bytes (413 beyond); hashedrekord entries and "
+                   "every other request.")
+@click.option("--max-attestation-body", type=click.IntRange(1024, 64 << 20), default=1024 * 1024,
+              show_default=True,
+              help="Largest request body for a dsse or intoto entry (a DSSE attestation), in "
+                   "bytes (413 beyond).")
 @click.option("--rate-limit", type=click.FloatRange(0, 1e6), default=0.0, show_default=True,
               help="Submissions per second per client address (0: unlimited); 429 beyond.")
 @click.option("--rate-burst", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
@@ -62,8 +73,10 @@ if TYPE_CHECKING:
               help="Log lines as plain text or as JSON objects (one per line, with request IDs).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per HTTP request.")
-def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type: KeyType,
-          batch_size: int, batch_ms: float, max_pending: int, max_body: int, rate_limit: float,
+def serve(data_dir: Path, database: str | None, key_file: Path | None, host: str, port: int,
+          public_url: str | None, key_type: KeyType,
+          batch_size: int, batch_ms: float, max_pending: int, max_body: int,
+          max_attestation_body: int, rate_limit: float,
           rate_burst: int, search_rate_limit: float, search_rate_burst: int, max_connections: int,
           bundle_memory: int, request_timeout: float, max_header_size: int, witnesses: tuple[str, ...],
           read_only: bool, log_format: str, access_log: bool) -> None:
@@ -84,8 +97,10 @@ def serve(data_dir: Path, host: str, port: int, public_url: str | None, key_type
     config = LogConfig(data_dir=data_dir, public_url=url, key_type=key_type,
                        batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending,
                        witnesses=tuple(parse_witness_option(w) for w in witnesses),
-                       read_only=read_only, bundle_memory=bundle_memory << 20)
-    limits = ApiLimits(max_body=max_body, rate=rate_limit, burst=rate_burst, body_timeout=request_timeout,
+                       read_only=read_only, bundle_memory=bundle_memory << 20,
+                       database=database, key_file=key_file)
+    limits = ApiLimits(max_body=max_body, max_attestation_body=max_attestation_body, rate=rate_limit,
+                       burst=rate_burst, body_timeout=request_timeout,
                        search_rate=search_rate_limit, search_burst=search_rate_burst,
                        max_connections=max_connections)
     asyncio.run(run(config, host, port, limits=limits, max_header_size=max_header_size))

@@ -75,8 +75,9 @@ def sign(artifact: Path | None, key_path: Path, image: str | None, bundle_path: 
     logged_key = key.public_pem()
     if cert_path is not None:
         logged_key = _signing_certificate(cert_path, chain_path, logged_key)
-    signature = key.sign_digest(subject.digest)
-    _log_and_write(log, subject, signature, logged_key, bundle_path, as_json)
+    algorithm = key.digest_algorithm  # the key's: a P-384 key signs a sha384 digest
+    signature = key.sign_digest(subject.digest(algorithm), algorithm)
+    _log_and_write(log, subject, algorithm, signature, logged_key, bundle_path, as_json)
 
 
 def _signing_certificate(cert_path: Path, chain_path: Path | None, public_pem: bytes) -> bytes:
@@ -95,11 +96,11 @@ def _signing_certificate(cert_path: Path, chain_path: Path | None, public_pem: b
               type=click.Path(path_type=Path), help="PEM of the signing key.")
 @click.option("--signature", "signature_path", required=True,
               type=click.Path(path_type=Path),
-              help="The signature over the artifact's SHA-256: raw (openssl dgst -sign) or "
-              "base64 (cosign sign-blob).")
+              help="The signature over the artifact's digest (SHA-256; SHA-384 for a P-384 key, "
+              "SHA-512 for P-521): raw (openssl dgst -sign) or base64 (cosign sign-blob).")
 @click.option("--artifact", type=click.Path(path_type=Path), default=None, help="The signed file.")
 @click.option("--digest", metavar="sha256:HEX", default=None,
-              help="The artifact's digest, instead of the artifact.")
+              help="The artifact's digest, instead of the artifact (sha384:HEX, sha512:HEX too).")
 @bundle_option("Default: ARTIFACT.bundle.json, or sha256-HEX.bundle.json.")
 @log_url_option
 @trust_option
@@ -109,6 +110,7 @@ def upload(public_key: Path, signature_path: Path, artifact: Path | None, digest
            as_json: bool) -> None:
     """Log a signature made elsewhere (openssl, cosign) and write the bundle."""
     from tlog.client.sign import decode_signature
+    from tlog.core.entries.hashedrekord import digest_for_pem
 
     if (artifact is None) == (digest is None):
         raise click.UsageError("give exactly one of --artifact or --digest")
@@ -116,16 +118,18 @@ def upload(public_key: Path, signature_path: Path, artifact: Path | None, digest
     log = selected_log(trust_file, log_url)
     pem = read_file(public_key, "public key")
     signature = decode_signature(read_file(signature_path, "signature"))
-    _log_and_write(log, subject, signature, pem, bundle_path, as_json)
+    algorithm = subject.algorithm or digest_for_pem(pem)
+    _log_and_write(log, subject, algorithm, signature, pem, bundle_path, as_json)
 
 
-def _log_and_write(log: TrustedLog, subject: Subject, signature: bytes, public_pem: bytes,
-                   bundle_path: Path | None, as_json: bool) -> None:
+def _log_and_write(log: TrustedLog, subject: Subject, algorithm: str, signature: bytes,
+                   public_pem: bytes, bundle_path: Path | None, as_json: bool) -> None:
     from tlog.client.sign import submit_signature
     from tlog.core.bundle import encode_bundle
 
+    digest = subject.digest(algorithm)
     logged = with_client(log.url, lambda c: submit_signature(
-        c, log, subject.digest, signature, public_pem, subject=subject.kind))
+        c, log, digest, signature, public_pem, subject=subject.kind, algorithm=algorithm))
     out = bundle_path or subject.default_bundle
     try:
         out.write_bytes(encode_bundle(logged.bundle))

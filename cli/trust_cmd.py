@@ -99,6 +99,28 @@ async def _fetch_identity(client: LogClient, pub: LogPublicKey | None,
     return pub, name
 
 
+@trust.command("remove")
+@click.argument("url")
+@trust_option
+@json_option
+def trust_remove(url: str, trust_file: Path | None, as_json: bool) -> None:
+    """Unpin the log at URL: verifiers stop accepting its entries."""
+    from tlog.client.trust import save_trust
+    from tlog.core.trusted import normalize_url
+
+    url = normalize_url(url)
+    path = trust_path(trust_file)
+    logs = pinned_logs(trust_file)
+    gone = [lg for lg in logs if lg.url == url]
+    if not gone:
+        raise TlogError(f"{url} is not pinned in {path}")
+    save_trust(path, [lg for lg in logs if lg.url != url])
+    if as_json:
+        echo_json({**gone[0].to_json(), "trustFile": str(path), "removed": True})
+        return
+    click.echo(f"Removed {url} (log {gone[0].name}, logID {gone[0].log_id_hex}) from {path}")
+
+
 @trust.command("list")
 @trust_option
 @json_option

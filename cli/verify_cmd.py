@@ -19,6 +19,7 @@ from cli.common import (
     trust_option,
     with_client,
 )
+from cli.contract import failure_details
 from cli.images import ImageArgs, image_options
 from cli.main import main
 from cli.verify_sigstore import identity_policy, sigstore_flow, sigstore_options, verify_sigstore
@@ -113,7 +114,7 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
             raise CheckFailed("bundle", f"{path} is malformed: {e}") from None
         log = log_for_entry(pinned_logs(trust_file), bundle.entry.log_id,
                             log_url or os.environ.get("TLOG_URL"))
-        verified = verify_bundle(bundle, subject.digest, pem, log, subject=subject.kind)
+        verified = verify_bundle(bundle, subject.digest(bundle.algorithm), pem, log, subject=subject.kind)
         current = None if offline else with_client(
             log.url, lambda c: check_consistency(c, log, verified.checkpoint))
         witnessed = None if not need else with_client(
@@ -121,7 +122,7 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
                                                witnesses, need))
     except CheckFailed as e:
         if as_json:
-            echo_json({"verified": False, "check": e.check, "reason": e.reason})
+            failure_details(verified=False, check=e.check, reason=e.reason)
         raise
     entry = verified.entry
     when = datetime.fromtimestamp(entry.integrated_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

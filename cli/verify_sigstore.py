@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from cli.common import echo_json, file_sha256, read_file
+from cli.contract import failure_details
 
 if TYPE_CHECKING:
     from tlog.core.identity import IdentityPolicy
@@ -158,7 +159,7 @@ def verify_sigstore(file_or_digest: Path, bundle_path: Path, key_path: Path | No
         verified = verify_sigstore_bundle(bundle, root, digest, policy=policy, key=key)
     except CheckFailed as e:
         if as_json:
-            echo_json({"verified": False, "check": e.check, "reason": e.reason})
+            failure_details(verified=False, check=e.check, reason=e.reason)
         raise
     times = [t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for t in verified.times]
     if as_json:

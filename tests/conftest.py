@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,15 @@ from pytest_aiohttp import AiohttpClient
 from tlog.server.api import make_app
 from tlog.server.log import Log, LogConfig
 
+from . import pg_support
 from .support import ApiClient, OpenLog, Signer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_postgres() -> Iterator[None]:
+    """Stop the session's PostgreSQL server (tests/pg_support.py) by PID, if a test started it."""
+    yield
+    pg_support.stop()
 
 
 @pytest.fixture

@@ -19,9 +19,12 @@ from tlog.server.storage.base import NewEntry, Storage, StorageFactory, StoredCh
 from tlog.server.storage.memory import MemoryDriver
 from tlog.server.storage.sqlite import SqliteStorage
 
+from .pg_support import FreshDatabase
+
 DRIVERS: dict[str, Callable[[Path], StorageFactory]] = {
     "sqlite": lambda tmp: SqliteStorage.open_in,  # a real file in the test's directory
     "memory": lambda tmp: MemoryDriver(),
+    "postgres": lambda tmp: FreshDatabase(),  # a database of its own on the session's server
 }
 
 TIME = 1700000000

@@ -152,8 +152,10 @@ def test_verify_fails_naming_the_check_for_each_tampered_part(ws: Workspace, par
     result = ws.run("verify", "--json", "--offline", "--key", "me.pub", "--bundle", "tampered.json",
                     "release.tar.gz")
     assert result.exit_code == 1
-    assert json.loads(result.stdout) == {"verified": False, "check": check,
-                                         "reason": json.loads(result.stdout)["reason"]}
+    doc = json.loads(result.stdout)  # the failure document (cli/contract.py), and which check
+    assert doc == {"ok": False, "error": {"code": "check_failed", "message": doc["error"]["message"]},
+                   "verified": False, "check": check, "reason": doc["reason"]}
+    assert doc["error"]["message"] == f"verification failed: {check}: {doc['reason']}"
 
 
 def test_wrong_artifact_fails(ws: Workspace) -> None:
@@ -278,6 +280,11 @@ def test_sigstore_verifies_bundles_from_an_ecdsa_log(tmp_path: Path) -> None:
         ok(run("trust", "add", srv.url))
         (tmp_path / "a").write_text("a\n")
         ok(run("sign", "--key", "k.key", "a"))
+        # A P-384 key signs SHA-384 digests (Sigstore's algorithm registry; the log refuses
+        # any other: issue 11, item 6), and the bundle says so.
+        digest = json.loads((tmp_path / "a.bundle.json").read_text())["messageSignature"]["messageDigest"]
+        assert digest == {"algorithm": "SHA2_384",
+                          "digest": base64.b64encode(hashlib.sha384(b"a\n").digest()).decode()}
         ok(run("verify", "--key", "k.pub", "a"))
         root = tmp_path / "root.json"
         root.write_text(ok(run("trust", "root", "--valid-from", "2020-01-01")).stdout)

@@ -117,7 +117,7 @@ def test_unknown_tlog_variables_stop_the_command_with_a_did_you_mean(
         args += ["--key", str(tmp_path / "w.key"), "--log", "a.example=k"]
     r = CliRunner().invoke(main, args, env=env)
     assert r.exit_code == 2, r.output
-    [error] = [line for line in r.output.splitlines() if line.startswith("Error:")]
+    [error] = [line for line in r.output.splitlines() if line.startswith("tlog: error:")]
     assert message in error, error
     assert f"`main {' '.join(command)}` reads TLOG_" in error
     # The variables every command reads are known to each.

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tlog.core.checkpoint import Checkpoint, sign_checkpoint
-from tlog.core.entries.hashedrekord import parse_request
+from tlog.core.entries.hashedrekord import event_key_of_body, parse_request
 from tlog.core.keys import LogKey
 from tlog.core.merkle import leaf_hash
 from tlog.server.fsck import FsckReport, check_data_dir
@@ -277,15 +277,37 @@ async def test_changed_log_name_is_one_fault_for_the_run_of_checkpoints(data: Pa
 
 # -- indexes --------------------------------------------------------------------------------
 
+def _entries_with_index_rows(data: Path, rows: int) -> list[int]:
+    """Entries with `rows` leaf-index rows: 1, or 2 for a high-s ECDSA signature (its
+    event key's row too; about half of them, signatures being random)."""
+    return [i for (i,) in query(data, "SELECT idx FROM leaf_index GROUP BY idx HAVING COUNT(*) = ? "
+                                      "ORDER BY idx", (rows,))]
+
+
 async def test_missing_and_wrong_leaf_index_rows_are_reported(data: Path) -> None:
-    corrupt(data, "DELETE FROM leaf_index WHERE idx = 3")
+    index = _entries_with_index_rows(data, 1)[0]
+    corrupt(data, "DELETE FROM leaf_index WHERE idx = ?", (index,))
     corrupt(data, "INSERT INTO leaf_index (prefix, idx) VALUES (12345, 200)")
-    ((body,),) = query(data, "SELECT body FROM entries WHERE idx = 3")
+    ((body,),) = query(data, "SELECT body FROM entries WHERE idx = ?", (index,))
     rep = check_data_dir(data)
-    assert places(rep) == {("leaf_index", "entry 3"), ("leaf_index", "entry 200")}
+    assert places(rep) == {("leaf_index", f"entry {index}"), ("leaf_index", "entry 200")}
     prefix = (key_prefix(leaf_hash(body)) & (2**64 - 1)).to_bytes(8, "big").hex()
-    assert detail(rep, "leaf_index", "entry 3") == f"no row (expected prefix {prefix})"
+    assert detail(rep, "leaf_index", f"entry {index}") == f"no row (expected prefix {prefix})"
     assert f"row with prefix {(12345).to_bytes(8, 'big').hex()}" in detail(rep, "leaf_index", "entry 200")
+
+
+async def test_a_missing_event_key_row_is_reported(data: Path) -> None:
+    # A high-s ECDSA entry has a second row, its signing-event key's: without it, the same
+    # signature with the low s would be logged again (issue 11, item 7).
+    index = _entries_with_index_rows(data, 2)[0]
+    ((body,),) = query(data, "SELECT body FROM entries WHERE idx = ?", (index,))
+    event = key_prefix(event_key_of_body(body))
+    assert event != key_prefix(leaf_hash(body))
+    corrupt(data, "DELETE FROM leaf_index WHERE idx = ? AND prefix = ?", (index, event))
+    rep = check_data_dir(data)
+    assert places(rep) == {("leaf_index", f"entry {index}")}
+    prefix = (event & (2**64 - 1)).to_bytes(8, "big").hex()
+    assert detail(rep, "leaf_index", f"entry {index}") == f"no row with event-key prefix {prefix}"
 
 
 async def test_missing_search_index_row_is_reported(data: Path) -> None:

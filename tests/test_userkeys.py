@@ -29,9 +29,13 @@ def key(request: pytest.FixtureRequest) -> SigningKey:
 
 
 def test_digest_signatures_are_accepted_by_the_log(key: SigningKey) -> None:
-    sig = key.sign_digest(DIGEST)
-    entry = parse_request(proposed_entry("sha256", DIGEST, sig, key.public_pem()))
-    assert entry.digest == DIGEST and entry.signature == sig
+    # Each key signs its own digest algorithm (Sigstore's registry: P-384 signs sha384).
+    algorithm = key.digest_algorithm
+    assert algorithm == {"ECDSA secp384r1": "sha384"}.get(key.description, "sha256")
+    digest = hashlib.new(algorithm, b"artifact").digest()
+    sig = key.sign_digest(digest)
+    entry = parse_request(proposed_entry(algorithm, digest, sig, key.public_pem()))
+    assert entry.digest == digest and entry.signature == sig
 
 
 def test_encrypted_key_is_cosigns_scrypt_format_and_round_trips(key: SigningKey) -> None:
@@ -145,5 +149,5 @@ def test_fingerprint_is_sha256_of_the_spki(key: SigningKey) -> None:
 
 
 def test_digest_length_must_fit_the_algorithm(key: SigningKey) -> None:
-    with pytest.raises(InvalidInput, match="32 bytes"):
+    with pytest.raises(InvalidInput, match=f"a {key.digest_algorithm} digest is (32|48) bytes, got 5"):
         key.sign_digest(b"short")

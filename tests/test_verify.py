@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -111,6 +112,17 @@ def test_wrong_artifact_fails_the_artifact_check() -> None:
         verify_bundle(make_bundle(3), hashlib.sha256(b"other").digest(), PEM, trusted(),
                       subject="image")
     assert e.value.check == "image"
+
+
+def test_a_p256_signature_over_a_longer_digest_fails_the_signature_check() -> None:
+    # ECDSA cuts a digest to the curve's size: the P-256 signature over DIGEST also
+    # "verifies" for sha512 DIGEST‖X. The verifier binds the digest to the key as the log
+    # does (Sigstore's algorithm registry; issue 11, item 6).
+    longer = DIGEST + b"X" * 32
+    bundle = dataclasses.replace(make_bundle(3), algorithm="sha512", digest=longer)
+    with pytest.raises(CheckFailed, match=r"^signature: a P-256 key signs sha256 digests only, "
+                                          r"not sha512"):
+        verify_bundle(bundle, longer, PEM, trusted())
 
 
 def test_wrong_user_key_fails_the_signature_check() -> None:

@@ -91,9 +91,11 @@ async def sign_image(registry: Registry, path: str, image: ImageRef, manifest: M
     """Sign `image` (whose manifest is `manifest`), log the signature in the pinned `log`,
     and attach it in cosign's tag layout and as a Sigstore-bundle referrer."""
     payload = simple_signing_payload(image, annotations)
-    digest = hashlib.sha256(payload).digest()
-    signature = key.sign_digest(digest)
-    logged = await submit_signature(client, log, digest, signature, key.public_pem(), subject="image")
+    algorithm = key.digest_algorithm  # the key's: a P-384 key signs sha384
+    digest = hashlib.new(algorithm, payload).digest()
+    signature = key.sign_digest(digest, algorithm)
+    logged = await submit_signature(client, log, digest, signature, key.public_pem(), subject="image",
+                                    algorithm=algorithm)
     layer = SignatureLayer(payload, signature, RekorBundle.of(logged.bundle.entry)).descriptor
     tag = signature_tag(image.digest)
     existing = await registry.get_manifest(path, tag)
@@ -204,8 +206,8 @@ async def verify_image(registry: Registry, path: str, image: ImageRef, public_ke
             log = log_for_entry(logs, bundle.entry.log_id, log_url)
             payload = simple_signing_payload(image, required)
             try:
-                verified = verify_bundle(bundle, hashlib.sha256(payload).digest(), public_key_pem, log,
-                                         subject="image")
+                digest = hashlib.new(bundle.algorithm, payload).digest()
+                verified = verify_bundle(bundle, digest, public_key_pem, log, subject="image")
             except CheckFailed as e:
                 if e.check == "image":
                     raise CheckFailed("payload", "the bundle signs another payload than this "

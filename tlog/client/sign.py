@@ -35,9 +35,11 @@ class LoggedSignature:
 
 
 async def submit_signature(client: LogClient, log: TrustedLog, digest: bytes, signature: bytes,
-                           public_key_pem: bytes, *, subject: str = "artifact") -> LoggedSignature:
-    """Log `signature` over the SHA-256 `digest` with `client` (talking to `log`), verify the
-    answer against the pinned `log`, and return its Sigstore bundle.
+                           public_key_pem: bytes, *, subject: str = "artifact",
+                           algorithm: str = "sha256") -> LoggedSignature:
+    """Log `signature` over `digest` (an `algorithm` digest: the key's, see
+    SigningKey.digest_algorithm) with `client` (talking to `log`), verify the answer
+    against the pinned `log`, and return its Sigstore bundle.
 
     The entry is checked locally first (the log would refuse it anyway, less clearly). A
     duplicate (409) is fetched and bundled like a new entry: it is in the log either way.
@@ -47,14 +49,14 @@ async def submit_signature(client: LogClient, log: TrustedLog, digest: bytes, si
     Raises InvalidInput for a signature the log would refuse, CheckFailed for an answer that
     does not verify, and the client's errors for a log that cannot be reached or says no.
     """
-    proposed = proposed_entry("sha256", digest, signature, public_key_pem)
+    proposed = proposed_entry(algorithm, digest, signature, public_key_pem)
     try:
         parse_request(proposed)
     except InvalidInput as e:
         raise InvalidInput(f"the log would refuse this signature: {e}") from None
     answer, created = await client.submit(proposed)
     try:
-        bundle = bundle_from_log_entry(answer, digest, signature, public_key_pem)
+        bundle = bundle_from_log_entry(answer, digest, signature, public_key_pem, algorithm)
     except InvalidInput as e:
         raise CheckFailed("entry", f"the log's answer is malformed: {e}") from None
     verified = verify_bundle(bundle, digest, public_key_pem, log, subject=subject)

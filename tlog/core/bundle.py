@@ -25,14 +25,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tlog.core.digests import DIGESTS
+from tlog.core.dsse import Envelope
 from tlog.core.entries.hashedrekord import public_key_fingerprint_of_pem
 from tlog.core.merkle import leaf_hash
 from tlog.core.rekor import InclusionProof
 from tlog.errors import InvalidInput
 
 MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-DIGEST_ALGORITHM = "SHA2_256"  # protobuf-specs HashAlgorithm for SHA-256
-_SHA256_SIZE = DIGESTS["sha256"].size  # the artifact digest and the logID are both SHA-256
+# protobuf-specs HashAlgorithm (sigstore_common.proto) of each digest algorithm: the
+# signing key's (a P-384 key signs SHA-384 digests: hashedrekord.digest_for_key).
+HASH_ALGORITHMS: Mapping[str, str] = {"sha256": "SHA2_256", "sha384": "SHA2_384", "sha512": "SHA2_512"}
+_BY_HASH_ALGORITHM = {v: k for k, v in HASH_ALGORITHMS.items()}
+_SHA256_SIZE = DIGESTS["sha256"].size  # the logID is a SHA-256
 
 _U64 = re.compile(r"0|[1-9][0-9]{0,19}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -62,13 +66,14 @@ class TlogEntry:
 class Bundle:
     """A key-signed message-signature bundle with one log entry."""
 
-    digest: bytes  # SHA-256 of the signed message (the artifact or image payload)
+    digest: bytes  # of the signed message (the artifact or image payload), with `algorithm`
     signature: bytes
     key_hint: str
     entry: TlogEntry
     # DER of the signing certificate, for a signature made with one (`tlog sign
     # --certificate`): the bundle then names it (v0.3 `certificate`) instead of a key hint.
     certificate: bytes | None = None
+    algorithm: str = "sha256"  # the digest's, a name of tlog.core.digests.DIGESTS
 
 
 def key_hint(public_key_pem: bytes) -> str:
@@ -121,7 +126,7 @@ def tlog_entry_from_rekor(log_entry: object) -> TlogEntry:
 
 
 def bundle_from_log_entry(log_entry: object, digest: bytes, signature: bytes,
-                          public_key_pem: bytes) -> Bundle:
+                          public_key_pem: bytes, algorithm: str = "sha256") -> Bundle:
     """The bundle for a signature the log answered with `log_entry` (Rekor v1 LogEntry).
 
     `public_key_pem` is what was logged: a public key, or a certificate, as Rekor's
@@ -137,7 +142,8 @@ def bundle_from_log_entry(log_entry: object, digest: bytes, signature: bytes,
             raise InvalidInput("certificate: not a PEM X.509 certificate") from None
         certificate = cert.public_bytes(serialization.Encoding.DER)
     return Bundle(digest=digest, signature=signature, key_hint=key_hint(public_key_pem),
-                  entry=tlog_entry_from_rekor(log_entry), certificate=certificate)
+                  entry=tlog_entry_from_rekor(log_entry), certificate=certificate,
+                  algorithm=algorithm)
 
 
 def _kind_version(body: bytes) -> tuple[str, str]:
@@ -180,7 +186,8 @@ def bundle_to_json(bundle: Bundle) -> dict[str, Any]:
             }],
         },
         "messageSignature": {
-            "messageDigest": {"algorithm": DIGEST_ALGORITHM, "digest": _b64e(bundle.digest)},
+            "messageDigest": {"algorithm": HASH_ALGORITHMS[bundle.algorithm],
+                              "digest": _b64e(bundle.digest)},
             "signature": _b64e(bundle.signature),
         },
     }
@@ -189,6 +196,18 @@ def bundle_to_json(bundle: Bundle) -> dict[str, Any]:
 def encode_bundle(bundle: Bundle) -> bytes:
     """The bundle file's bytes: indented JSON and a final newline."""
     return (json.dumps(bundle_to_json(bundle), indent=2) + "\n").encode("utf-8")
+
+
+def dsse_bundle_to_json(envelope: Envelope, public_key_pem: bytes, entry: TlogEntry) -> dict[str, Any]:
+    """A key-signed v0.3 bundle for a DSSE envelope (`tlog attest`): the same verification
+    material as `bundle_to_json` (key hint, the log entry with SET, proof and checkpoint),
+    and protobuf-specs' `dsseEnvelope` (payload, payloadType, signatures) in place of
+    `messageSignature`. Read back with tlog.core.sigstore_bundle."""
+    doc = bundle_to_json(Bundle(digest=b"", signature=b"", key_hint=key_hint(public_key_pem),
+                                entry=entry))
+    del doc["messageSignature"]
+    doc["dsseEnvelope"] = envelope.to_json()
+    return doc
 
 
 def parse_bundle(data: bytes) -> Bundle:
@@ -217,17 +236,20 @@ def parse_bundle(data: bytes) -> Bundle:
         raise InvalidInput("verificationMaterial.tlogEntries: expected exactly one entry")
     ms = _members(doc["messageSignature"], "messageSignature", ("messageDigest", "signature"))
     md = _members(ms["messageDigest"], "messageSignature.messageDigest", ("algorithm", "digest"))
-    if md["algorithm"] != DIGEST_ALGORITHM:
-        raise InvalidInput(f"messageSignature.messageDigest.algorithm: expected "
-                           f"{DIGEST_ALGORITHM}, got {_short(md['algorithm'])}")
+    algorithm = _BY_HASH_ALGORITHM.get(md["algorithm"]) if isinstance(md["algorithm"], str) else None
+    if algorithm is None:
+        raise InvalidInput(f"messageSignature.messageDigest.algorithm: expected one of "
+                           f"{', '.join(HASH_ALGORITHMS.values())}, got {_short(md['algorithm'])}")
     digest = _b64(md["digest"], "messageSignature.messageDigest.digest")
-    if len(digest) != _SHA256_SIZE:
-        raise InvalidInput(f"messageSignature.messageDigest.digest: a SHA-256 digest is {_SHA256_SIZE} bytes")
+    if len(digest) != DIGESTS[algorithm].size:
+        raise InvalidInput(f"messageSignature.messageDigest.digest: a {md['algorithm']} digest is "
+                           f"{DIGESTS[algorithm].size} bytes, got {len(digest)}")
     return Bundle(
         digest=digest,
         signature=_b64(ms["signature"], "messageSignature.signature"),
         key_hint=_str(hint, "verificationMaterial.publicKey.hint"),
         entry=_parse_tlog_entry(entries[0]),
+        algorithm=algorithm,
     )
 
 

@@ -32,6 +32,7 @@ from tlog.core.bundle import MEDIA_TYPE as SIGSTORE_BUNDLE, TlogEntry
 from tlog.core.checks import CheckFailed
 from tlog.core.entries.hashedrekord import (
     HashedRekord,
+    digest_for_pem,
     parse_body,
     public_key_fingerprint_of_pem,
     verify_signature,
@@ -321,22 +322,24 @@ def check_payload(payload: bytes, digest: bytes, required: Mapping[str, str]) ->
 def verify_offline(payload: bytes, signature: bytes, rekor: RekorBundle, public_key_pem: bytes,
                    log: TrustedLog) -> HashedRekord:
     """A signature of the tag layout, checked without the network: it verifies over the
-    payload's SHA-256 with the key; the logged body records exactly that digest, signature
-    and key; the entry is the pinned log's; and the log's SET over the body, integratedTime,
-    logID and logIndex verifies with the pinned key (cosign's offline bundle check)."""
-    digest = hashlib.sha256(payload).digest()
+    payload's digest with the key (SHA-256; the key's own for P-384 and P-521: Sigstore's
+    algorithm registry); the logged body records exactly that digest, signature and key;
+    the entry is the pinned log's; and the log's SET over the body, integratedTime, logID
+    and logIndex verifies with the pinned key (cosign's offline bundle check)."""
     is_certificate = public_key_pem.lstrip().startswith(b"-----BEGIN CERTIFICATE")
     try:
-        verify_signature(HashedRekord("sha256", digest, signature, public_key_pem, is_certificate))
+        algorithm = digest_for_pem(public_key_pem)
+        digest = hashlib.new(algorithm, payload).digest()
+        verify_signature(HashedRekord(algorithm, digest, signature, public_key_pem, is_certificate))
     except InvalidInput:
         raise CheckFailed("signature", "does not verify over the payload with the given public key") from None
     try:
         record = parse_body(rekor.body)
     except InvalidInput as e:
         raise CheckFailed("body", str(e).removeprefix("body: ")) from None
-    if record.algorithm != "sha256" or record.digest != digest:
+    if record.algorithm != algorithm or record.digest != digest:
         raise CheckFailed("body", f"the log entry records {record.artifact_key()}, not the "
-                                  f"payload's sha256:{digest.hex()}")
+                                  f"payload's {algorithm}:{digest.hex()}")
     if record.signature != signature:
         raise CheckFailed("body", "the log entry records another signature")
     if record.public_key_fingerprint() != public_key_fingerprint_of_pem(public_key_pem):

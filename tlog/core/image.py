@@ -118,9 +118,11 @@ _GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
-def payload_digest(image: ImageRef, annotations: Mapping[str, str] | None = None) -> bytes:
-    """SHA-256 of the simple-signing payload: the digest that is signed and logged."""
-    return hashlib.sha256(simple_signing_payload(image, annotations)).digest()
+def payload_digest(image: ImageRef, annotations: Mapping[str, str] | None = None, *,
+                   algorithm: str = "sha256") -> bytes:
+    """The digest of the simple-signing payload that is signed and logged: SHA-256, or the
+    signing key's `algorithm` (a P-384 key signs sha384)."""
+    return hashlib.new(algorithm, simple_signing_payload(image, annotations)).digest()
 
 
 @dataclass(frozen=True)

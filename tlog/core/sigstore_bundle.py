@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from tlog.core.checks import CheckFailed
+from tlog.core.dsse import Envelope, parse_envelope
+from tlog.errors import InvalidInput
+
+__all__ = ["Envelope", "InclusionProof", "LogEntry", "SigstoreBundle", "b64",
+           "parse_sigstore_bundle"]
 
 _MEDIA_TYPES = {
     "application/vnd.dev.sigstore.bundle+json;version=0.1": "0.1",
@@ -54,20 +59,6 @@ class LogEntry:
     set_signature: bytes | None  # inclusionPromise.signedEntryTimestamp
     proof: InclusionProof | None
     body: bytes  # canonicalizedBody
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """A DSSE envelope (https://github.com/secure-systems-lab/dsse/blob/master/envelope.md)."""
-
-    payload: bytes
-    payload_type: str
-    signatures: tuple[bytes, ...]
-
-    def pae(self) -> bytes:
-        """DSSE v1 Pre-Authentication Encoding: `DSSEv1 SP LEN(type) SP type SP LEN(body) SP body`."""
-        t = self.payload_type.encode("utf-8")
-        return b"DSSEv1 %d %s %d %s" % (len(t), t, len(self.payload), self.payload)
 
 
 @dataclass(frozen=True)
@@ -184,14 +175,14 @@ def parse_sigstore_bundle(data: bytes) -> SigstoreBundle:
                 raise _fail(f"unsupported message digest algorithm {md.get('algorithm')!r}")
             digest = b64(md.get("digest"), "messageSignature.messageDigest.digest")
     elif "dsseEnvelope" in doc:
-        env = _obj(doc["dsseEnvelope"], "dsseEnvelope")
-        sigs = tuple(b64(_obj(s, "dsseEnvelope.signatures[]").get("sig"), "dsseEnvelope.signatures[].sig")
-                     for s in _list(env.get("signatures"), "dsseEnvelope.signatures"))
-        if len(sigs) != 1:
-            raise _fail(f"a DSSE envelope must carry exactly one signature, got {len(sigs)}")
-        envelope = Envelope(b64(env.get("payload"), "dsseEnvelope.payload"),
-                            _str(env.get("payloadType"), "dsseEnvelope.payloadType"), sigs)
-        signature = sigs[0]
+        try:
+            envelope = parse_envelope(doc["dsseEnvelope"], "dsseEnvelope")
+        except InvalidInput as e:
+            raise _fail(str(e)) from None
+        if len(envelope.signatures) != 1:
+            raise _fail("a DSSE envelope must carry exactly one signature, got "
+                        f"{len(envelope.signatures)}")
+        signature = envelope.signatures[0]
     else:
         raise _fail("the bundle has neither messageSignature nor dsseEnvelope")
     return SigstoreBundle(version, certs, signature, digest, envelope, entry, timestamps)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from tlog.core.entries.hashedrekord import _pem, public_key_fingerprint_of_pem
+from tlog.core.entries.hashedrekord import _pem, digest_for_key, public_key_fingerprint_of_pem
 from tlog.errors import InvalidInput
 
 UserKeyType = Literal["ecdsa-p256", "ecdsa-p384", "rsa-3072"]
@@ -211,8 +211,16 @@ class SigningKey:
         return self._key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    def sign_digest(self, digest: bytes, algorithm: str = "sha256") -> bytes:
-        """Sign a digest: ECDSA (DER) or RSA PKCS#1 v1.5 over the prehashed value."""
+    @property
+    def digest_algorithm(self) -> str:
+        """What this key signs digests of: the curve's hash for ECDSA (P-384 signs sha384:
+        Sigstore's algorithm registry, which the log enforces), sha256 for RSA."""
+        return digest_for_key(self._key.public_key())
+
+    def sign_digest(self, digest: bytes, algorithm: str | None = None) -> bytes:
+        """Sign a digest (by default of `digest_algorithm`): ECDSA (DER) or RSA PKCS#1
+        v1.5 over the prehashed value."""
+        algorithm = algorithm or self.digest_algorithm
         hash_type = _HASHES.get(algorithm)
         if hash_type is None:
             raise InvalidInput(f"unsupported digest algorithm {algorithm!r}")

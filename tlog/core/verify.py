@@ -30,6 +30,7 @@ from tlog.core.entries.hashedrekord import (
     API_VERSION,
     KIND,
     HashedRekord,
+    UnboundDigest,
     parse_body,
     public_key_fingerprint_of_pem,
     verify_signature,
@@ -72,28 +73,33 @@ def log_for_entry(logs: Sequence[TrustedLog], log_id: bytes, url: str | None) ->
 
 def verify_bundle(bundle: Bundle, digest: bytes, public_key_pem: bytes, log: TrustedLog,
                   *, subject: str = "artifact") -> VerifiedEntry:
-    """Check a bundle for a message with SHA-256 `digest`, signed with `public_key_pem`,
-    logged in the pinned `log`. `subject` names the message in errors ("artifact",
-    "image")."""
+    """Check a bundle for a message whose digest with the bundle's algorithm
+    (`bundle.algorithm`: the signing key's, sha384 for a P-384 key) is `digest`, signed
+    with `public_key_pem`, logged in the pinned `log`. `subject` names the message in
+    errors ("artifact", "image"). The signature is checked as the log checks it at
+    admission, the key's digest algorithm included (Sigstore's algorithm registry)."""
     try:
         key_fingerprint = public_key_fingerprint_of_pem(public_key_pem)
     except InvalidInput as e:
         raise InvalidInput(f"public key: {str(e).removeprefix('publicKey.content: ')}") from None
+    algorithm = bundle.algorithm
     if not hmac.compare_digest(bundle.digest, digest):
         signed_bytes = "image's signing payload" if subject == "image" else subject
-        raise CheckFailed(subject, f"the bundle signs sha256:{bundle.digest.hex()}, but the "
-                                   f"{signed_bytes} has sha256:{digest.hex()}")
+        raise CheckFailed(subject, f"the bundle signs {algorithm}:{bundle.digest.hex()}, but the "
+                                   f"{signed_bytes} has {algorithm}:{digest.hex()}")
     is_certificate = public_key_pem.lstrip().startswith(b"-----BEGIN CERTIFICATE")
-    signed = HashedRekord("sha256", digest, bundle.signature, public_key_pem, is_certificate)
+    signed = HashedRekord(algorithm, digest, bundle.signature, public_key_pem, is_certificate)
     try:
         verify_signature(signed)
+    except UnboundDigest as e:
+        raise CheckFailed("signature", e.reason) from None
     except InvalidInput:
         raise CheckFailed("signature", f"does not verify over the {subject}'s digest with "
                                        "the given public key") from None
     record = _check_body(bundle.entry)
-    if record.algorithm != "sha256" or not hmac.compare_digest(record.digest, digest):
+    if record.algorithm != algorithm or not hmac.compare_digest(record.digest, digest):
         raise CheckFailed("body", f"the log entry records {record.artifact_key()}, not the "
-                                  f"{subject}'s sha256:{digest.hex()}")
+                                  f"{subject}'s {algorithm}:{digest.hex()}")
     if not hmac.compare_digest(record.signature, bundle.signature):
         raise CheckFailed("body", "the log entry records another signature than the bundle's")
     if not hmac.compare_digest(record.public_key_fingerprint(), key_fingerprint):

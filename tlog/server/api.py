@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tlog.core import rekor
+from tlog.core import entries, rekor
 from tlog.core.digests import DIGESTS, by_hex_length
 from tlog.core.entries import hashedrekord
 from tlog.core.tiles import parse_tile_path
@@ -42,7 +42,12 @@ from tlog.errors import (
 from tlog.logs import request_id
 from tlog.server.bundles import etag_of
 from tlog.server.explorer import add_explorer_routes
-from tlog.server.limits import DEFAULT_MAX_BODY, MAX_RETRIEVE_INDEXES, MAX_RETRIEVE_UUIDS
+from tlog.server.limits import (
+    DEFAULT_MAX_ATTESTATION_BODY,
+    DEFAULT_MAX_BODY,
+    MAX_RETRIEVE_INDEXES,
+    MAX_RETRIEVE_UUIDS,
+)
 from tlog.server.openapi import OPENAPI_PATH, openapi_spec
 from tlog.server.ratelimit import TokenBuckets
 from tlog.server.sequencer import Duplicate
@@ -55,12 +60,24 @@ class ApiLimits:
     """Limits on what one request or one client may cost (issue 5 §6)."""
 
     max_body: int = DEFAULT_MAX_BODY  # bytes; 413 beyond
+    # bytes in a request for an attestation kind (dsse, intoto); 413 beyond
+    max_attestation_body: int = DEFAULT_MAX_ATTESTATION_BODY
     rate: float = 0.0  # submissions per second per client address; 0 = unlimited
     burst: int = 20  # submissions a client may make at once before the rate applies
     body_timeout: float = 30.0  # seconds to send a request body (408 beyond), to take SEND_CHUNK of an answer
     search_rate: float = 0.0  # searches (POST /index/retrieve) per second per client address; 0 = unlimited
     search_burst: int = 20  # searches a client may make at once before search_rate applies
     max_connections: int = 1024  # requests being answered at once, per process; 503 beyond
+
+    @property
+    def largest_body(self) -> int:
+        """The largest request body any route takes (aiohttp's client_max_size)."""
+        return max(self.max_body, self.max_attestation_body)
+
+    def body_limit(self, kind: str) -> int:
+        """The request-size limit for a proposed entry of `kind` (tlog.core.entries)."""
+        attestation = any(k.attestation for k in entries.KINDS if k.kind == kind)
+        return self.max_attestation_body if attestation else self.max_body
 
 
 LOG_KEY: web.AppKey[LogService] = web.AppKey("log")
@@ -130,7 +147,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[LIMITS_KEY].max_body
+        limit = request.app[LIMITS_KEY].largest_body
         return _error_of(PayloadTooLarge(f"request body too large: the limit is {limit} bytes"))
     except web.HTTPException as e:
         if e.status < 400:
@@ -144,7 +161,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _error(500, "internal error: the server logged the details")
 
 
-async def _read_json(request: web.Request) -> Any:
+async def _read_json(request: web.Request, limit: int | None = None) -> Any:
+    """The request's JSON body, of at most `limit` bytes (default: ApiLimits.max_body)."""
+    limit = request.app[LIMITS_KEY].max_body if limit is None else limit
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body too large: the limit is {limit} bytes")
     ctype = request.content_type
     if request.headers.get("Content-Type") and ctype != _JSON:
         raise UnsupportedMediaType(f"Content-Type must be {_JSON}, got {ctype!r}")
@@ -156,6 +177,8 @@ async def _read_json(request: web.Request) -> Any:
     except web.RequestPayloadError as e:  # e.g. a Content-Encoding the body does not decode with
         detail = " ".join(str(e).split()).removeprefix("400, message: ")[:200]
         raise InvalidInput(f"the request body could not be read: {detail}") from None
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body too large: the limit is {limit} bytes")
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
@@ -217,11 +240,25 @@ _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
     (Unavailable, "unavailable"), (InvalidInput, "invalid"), (Forbidden, "invalid"))
 
 
+async def _read_entry(request: web.Request) -> Any:
+    """A proposed entry, within its kind's size limit (413 beyond): max_attestation_body
+    for the kinds that carry DSSE envelopes, max_body for the others."""
+    limits = request.app[LIMITS_KEY]
+    body = await _read_json(request, limits.largest_body)
+    kind = body.get("kind") if isinstance(body, dict) else None
+    limit = limits.body_limit(kind if isinstance(kind, str) else "")
+    size = len(await request.read())  # already read: aiohttp keeps it
+    if size > limit:
+        raise PayloadTooLarge(f"request body too large for a {kind} entry: {size} bytes, the "
+                              f"limit is {limit} bytes")
+    return body
+
+
 async def create_entry(request: web.Request) -> web.Response:
     counter = _log(request).metrics.submissions
     try:
         _take_token(request, BUCKETS_KEY, "submissions")
-        entry = await _log(request).submit(await _read_json(request))
+        entry = await _log(request).submit(await _read_entry(request))
     except Exception as e:
         counter.labels(next((name for t, name in _OUTCOMES if isinstance(e, t)), "error")).inc()
         raise
@@ -402,7 +439,7 @@ async def readyz(request: web.Request) -> web.Response:
     problem = await lg.health_problem()
     if problem:
         return _error(503, f"not ready: {problem}")
-    return _json({"status": "ready", "treeSize": lg.head.state.size})
+    return _json({"status": "ready", "treeSize": lg.head.state.size, **lg.readiness()})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -417,7 +454,7 @@ def make_app(lg: LogService, limits: ApiLimits | None = None, *,
         limits = dataclasses.replace(limits, max_body=max_body)
     app = web.Application(middlewares=[observe_middleware, errors_middleware,
                                        _connection_limit(limits.max_connections)],
-                          client_max_size=limits.max_body)
+                          client_max_size=limits.largest_body)
     app[LOG_KEY] = lg
     app[LIMITS_KEY] = limits
     app[BUCKETS_KEY] = TokenBuckets(limits.rate, limits.burst) if limits.rate > 0 else None

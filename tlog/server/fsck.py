@@ -601,7 +601,10 @@ class _Check:
         if not agrees:
             assert tile_hash is not None
             self.leaf_mismatch(index, h, tile_hash, prefixes)
-        self.leaf_index(index, h, tile_hash, prefixes, None if entry is None else event_key(entry))
+        # The event key of a body that verifies and is the logged one; else it is unknown
+        # (what was logged is not there to say), and one more row is not a fault.
+        event = event_key(entry) if entry is not None and agrees else None
+        self.leaf_index(index, h, tile_hash, prefixes, event, entry is not None and agrees)
         if entry is not None and agrees:
             self.search_index(index, entry, keys)
         return h
@@ -636,14 +639,17 @@ class _Check:
                             f"holds {tile_hash.hex()}, but entry {index}'s leaf hash is {h.hex()}")
 
     def leaf_index(self, index: int, h: bytes, tile_hash: bytes | None, prefixes: list[object],
-                   event: bytes | None) -> None:
+                   event: bytes | None, event_known: bool = True) -> None:
         """Exactly one row with the prefix of the leaf hash (of the entry's, or of the
         stored one where the two differ: that is reported above), and one with the prefix
-        of its signing-event key if it has one (`event`, as the sequencer stored it)."""
+        of its signing-event key if it has one (`event`, as the sequencer stored it; if
+        not `event_known`, any one more row)."""
         accepted = {key_prefix(h)} | ({key_prefix(tile_hash)} if tile_hash is not None else set())
         good = [x for x in prefixes if x in accepted]
         event_prefix = None if event is None else key_prefix(event)
         wrong = [x for x in prefixes if x not in accepted and x != event_prefix]
+        if not event_known:
+            wrong = wrong[1:]
         leaf_row = f"prefix {_prefix_hex(key_prefix(h))}"
         event_row = None if event_prefix is None else f"event-key prefix {_prefix_hex(event_prefix)}"
         missing = ([] if good else [leaf_row]) + \

@@ -9,6 +9,7 @@ proof needs, read them in one query, fold them with the tree engine.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import stat
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tlog.core import rekor
+from tlog.core import entries, rekor
 from tlog.core.checkpoint import Checkpoint, origin_from_url, sign_checkpoint, validate_origin
 from tlog.core.entries import hashedrekord
 from tlog.core.keys import KeyType, LogKey
@@ -30,13 +31,23 @@ from tlog.core.tilestate import TreeState, tiles_for_consistency, tiles_for_incl
 from tlog.core.timestamp import sign_set
 from tlog.errors import Forbidden, InvalidInput, NotFound, Overloaded, StartupError, TlogError
 from tlog.files import DirLock, write_private
+from tlog.server.attestations import AttestationStore
 from tlog.server.bundles import Bundle, BundleCache
+from tlog.server.cluster import ClusterSequencer
 from tlog.server.layout import KEY_FILE
 from tlog.server.limits import MAX_SEARCH_RESULTS
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Admitted, Published, Sequenced, Sequencer
 from tlog.server.service import SearchPage
-from tlog.server.storage.base import NoStorage, Storage, StorageFactory, StoredCheckpoint, search_key
+from tlog.server.storage.base import (
+    NoStorage,
+    Storage,
+    StorageError,
+    StorageFactory,
+    StoredCheckpoint,
+    search_key,
+)
+from tlog.server.storage.postgres import PostgresDriver, PostgresStorage
 from tlog.server.storage.sqlite import SqliteStorage
 from tlog.server.tree import ExpandedTile, TileCache, TileTree
 from tlog.server.witnessing import Witnessing, WitnessSpec
@@ -71,16 +82,19 @@ class _Matcher:
         self._fingerprints: dict[bytes, bytes] = {}  # key content → fingerprint, a few
 
     def __call__(self, body: bytes) -> bool:
-        values = hashedrekord.indexed_values(body)
+        # Any kind of the registry (tlog.core.entries): its artifact keys and signer keys.
+        values = entries.indexed_values(body)
         if values is None:
             return False
-        artifact, key = values
+        artifacts, keys, complete = values
         if self.artifact_key is not None:
-            hit = artifact == self.artifact_key
+            # An in-toto subject is not in a dsse/intoto body: such a kind is confirmed by
+            # the index alone for the artifact (`complete` False), as Rekor's search is.
+            hit = self.artifact_key in artifacts or not complete
             # Decided by the artifact alone: no key asked, a hit for "or", a miss for "and".
             if self.fingerprint is None or hit != self.every:
                 return hit
-        return self._fingerprint_of(key) == self.fingerprint
+        return any(self._fingerprint_of(key) == self.fingerprint for key in keys)
 
     def _fingerprint_of(self, key: bytes) -> bytes:
         known = self._fingerprints.get(key)
@@ -106,6 +120,14 @@ class LogConfig:
     witnesses: tuple[WitnessSpec, ...] = ()
     read_only: bool = False  # a frozen log: serves reads and proofs, accepts no entries
     bundle_memory: int = 128 << 20  # bytes for entry bundles being sent or cached
+    # The log on PostgreSQL (issue 15): its DSN; frontends sharing it share one log, and
+    # the data directory then holds nothing of the log's (nor is it locked).
+    database: str | None = None
+    key_file: Path | None = None  # the log key; DATA_DIR/log.key unless given (`--key`)
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file or self.data_dir / KEY_FILE
 
 
 async def _load_or_create_key(config: LogConfig, storage_factory: StorageFactory) -> tuple[LogKey, bool]:
@@ -115,7 +137,7 @@ async def _load_or_create_key(config: LogConfig, storage_factory: StorageFactory
     database is harmless, a database without its key is a dead log), and never beside a
     database that already holds a log: that log's key was lost, and a new one could never
     sign for it."""
-    path = config.data_dir / KEY_FILE
+    path = config.key_path
     if path.exists():
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -170,6 +192,7 @@ class Log:
         self._verifier = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="tlog-verify")
         self._verifying = 0  # costly signature checks running or waiting for a thread
         self._lock: DirLock | None = None
+        self.attestations = AttestationStore(config.data_dir / "attestations")
 
     @classmethod
     async def open(cls, config: LogConfig, *, storage_factory: StorageFactory | None = None) -> Log:
@@ -178,15 +201,20 @@ class Log:
         The directory is this log's until `close` (tlog.files.DirLock, shared when read-only):
         a second process on it is refused before it reads or writes anything."""
         data = config.data_dir
-        if config.read_only and not (data / KEY_FILE).exists():
+        if config.read_only and not config.key_path.exists():
             # A frozen log writes nothing, not even a new key.
             raise StartupError(f"--read-only serves an existing log, and {data} holds none "
-                               f"(it needs {KEY_FILE} and the log's database)")
-        lock = DirLock.acquire(data, shared=config.read_only)
+                               f"(it needs {config.key_path.name} and the log's database)")
+        if config.database is not None:  # shared by frontends: PostgreSQL decides who writes
+            lock = None
+            storage_factory = storage_factory or PostgresDriver(config.database)
+        else:
+            lock = DirLock.acquire(data, shared=config.read_only)
         try:
             self = await cls._open_locked(config, storage_factory or SqliteStorage.open_in)
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
         self._lock = lock
         return self
@@ -207,14 +235,22 @@ class Log:
             if not meta:
                 origin = origin_from_url(config.public_url)
                 validate_origin(origin)
-                await storage.init_meta({"log_id": log_id_hex, "origin": origin})
+                try:
+                    await storage.init_meta({"log_id": log_id_hex, "origin": origin})
+                except StorageError:  # another frontend named the log first: checked below
+                    if not await storage.get_meta():
+                        raise
                 meta = await storage.get_meta()
             if meta.get("log_id") != log_id_hex:
                 raise StartupError(
-                    f"{data / KEY_FILE} is not this log's key: the database belongs to logID "
+                    f"{config.key_path} is not this log's key: the database belongs to logID "
                     f"{meta.get('log_id')}, the key file's logID is {log_id_hex}")
             origin = meta["origin"]
             wanted = origin_from_url(config.public_url)
+            if wanted != origin and config.database is not None:
+                raise StartupError(
+                    f"--public-url {config.public_url} names the log {wanted}, but the database "
+                    f"holds log {origin}: every frontend of a log serves it under its one name")
             if wanted != origin:
                 log.warning("this log's name is %s (fixed when it was created); "
                             "--public-url %s would name it %s", origin, config.public_url, wanted)
@@ -230,7 +266,12 @@ class Log:
                 now = int(time.time())
                 note = sign_checkpoint(Checkpoint(origin, 0, root), key)
                 recovered_cp = StoredCheckpoint(0, root, note, now)
-                await storage.append_batch([], now, [], recovered_cp)  # the empty tree's checkpoint
+                try:
+                    await storage.append_batch([], now, [], recovered_cp)  # the empty tree's checkpoint
+                except StorageError:  # another frontend stored it first
+                    recovered_cp = await storage.latest_checkpoint() or recovered_cp
+                    if recovered_cp.size != 0:
+                        raise
             else:
                 recovered_cp = recovered.checkpoint
             if recovered_cp.root != root:
@@ -244,9 +285,15 @@ class Log:
             metrics.pending.set_function(lambda: seq.pending)
             metrics.key_cache_bytes.set_function(lambda: hashedrekord.KEY_CACHE.weight)
             metrics.key_cache_keys.set_function(lambda: len(hashedrekord.KEY_CACHE))
-            seq = Sequencer(storage, key, origin, head, batch_size=config.batch_size,
-                            batch_ms=config.batch_ms, max_pending=config.max_pending, metrics=metrics,
-                            event_key_of=hashedrekord.event_key_of_body)
+            seq: Sequencer
+            if isinstance(storage, PostgresStorage) and not config.read_only:
+                seq = ClusterSequencer(storage, key, origin, head, batch_size=config.batch_size,
+                                       max_pending=config.max_pending, metrics=metrics,
+                                       event_key_of=hashedrekord.event_key_of_body)
+            else:
+                seq = Sequencer(storage, key, origin, head, batch_size=config.batch_size,
+                                batch_ms=config.batch_ms, max_pending=config.max_pending,
+                                metrics=metrics, event_key_of=hashedrekord.event_key_of_body)
         except BaseException:
             await storage.close()
             raise
@@ -285,24 +332,26 @@ class Log:
         """Check a proposed entry (shape, key, signature) and prepare it for sequencing.
         A costly signature check runs on a verification thread (VERIFY_THREADS), so one
         expensive request does not stall every other one."""
-        submission = hashedrekord.check_request(request)
+        submission = entries.check_request(request)  # by kind (tlog.core.entries)
         checks = self.metrics.signature_checks
         if not submission.costly:
             checks.labels("inline").inc()
-            submission.verify()
+            entry = submission.verify()
         elif self._verifying >= VERIFY_WAITING:
             raise Overloaded(f"{self._verifying} signature checks are already waiting")
         else:
             checks.labels("thread").inc()
             self._verifying += 1
             try:
-                await asyncio.get_running_loop().run_in_executor(self._verifier, submission.verify)
+                entry = await asyncio.get_running_loop().run_in_executor(self._verifier,
+                                                                          submission.verify)
             finally:
                 self._verifying -= 1
-        entry = submission.entry
         body = entry.canonical_body()
-        keys = (search_key("a", entry.artifact_key().encode()),
-                search_key("k", entry.public_key_fingerprint()))
+        keys = (*(search_key("a", a.encode()) for a in entry.artifact_keys()),
+                *(search_key("k", k) for k in entry.key_fingerprints()))
+        if (kept := entry.attestation()) is not None:
+            await self.attestations.put(*kept)
         return Admitted(body, leaf_hash(body), keys, event_key=submission.event_key())
 
     async def submit(self, request: object) -> dict[str, Any]:
@@ -358,8 +407,14 @@ class Log:
         proof = rekor.InclusionProof(index, size, head.root, tree.inclusion_proof(index, size),
                                      head.note)
         set_sig = self._set(index, integrated_time, body)
-        return rekor.log_entry(leaf_hash(body), body, integrated_time, self.log_id, index,
-                               set_sig, proof)
+        answer = rekor.log_entry(leaf_hash(body), body, integrated_time, self.log_id, index,
+                                 set_sig, proof)
+        kind = entries.stored_kind(body)
+        name = None if kind is None else kind.attestation_key(body)
+        if name is not None and (kept := await self.attestations.get(name)) is not None:
+            # Rekor's LogEntry.attestation {data}: the envelope (dsse), the payload (intoto).
+            next(iter(answer.values()))["attestation"] = {"data": base64.b64encode(kept).decode()}
+        return answer
 
     async def entries_by_index(self, indexes: Sequence[int]) -> list[dict[str, Any]]:
         """LogEntries with fresh inclusion proofs against the current checkpoint."""
@@ -493,6 +548,15 @@ class Log:
         except (TlogError, TimeoutError) as e:
             return f"the database does not answer: {e}"
         return None
+
+    def readiness(self) -> dict[str, Any]:
+        """Who sequences, for /readyz: on PostgreSQL this frontend's role, the leader's name
+        and the entries pending in the database; nothing more for a log of its own."""
+        seq = self.sequencer
+        if not isinstance(seq, ClusterSequencer):
+            return {}
+        return {"role": "leader" if seq.is_leader else "follower", "leader": seq.leader_name,
+                "pending": seq.pending_depth}
 
     def public_key_pem(self) -> bytes:
         return self.public_key.pem()

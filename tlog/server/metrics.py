@@ -49,6 +49,12 @@ class LogMetrics:
         self.key_cache_keys = Gauge(
             "tlog_key_cache_keys", "Signing keys in the parsed-key cache (process-wide)", registry=r)
 
+        # Several frontends on PostgreSQL (tlog.server.cluster, issue 15).
+        self.leader_changes = Counter(
+            "tlog_leader_changes", "Times this frontend became the log's sequencer", registry=r)
+        self.is_leader = Gauge(
+            "tlog_is_leader", "1 while this frontend sequences the log (holds the lock)", registry=r)
+
     def batch_committed(self, entries: int, seconds: float, tree_size: int) -> None:
         self.batch_entries.observe(entries)
         self.batch_seconds.observe(seconds)

@@ -98,7 +98,11 @@ _SCHEMAS: dict[str, Any] = {
         "description": (
             "A hashedrekord v0.0.1 entry (Rekor's hashedrekord_v0_0_1_schema.json): a signature "
             "over an artifact digest and the key (PEM, or an X.509 certificate) that verifies it. "
-            "The log checks the signature before accepting; unknown fields are dropped."),
+            "The log checks the signature before accepting; unknown fields are dropped. Keys "
+            "and digests as in Sigstore's algorithm registry: ECDSA P-256 over sha256, P-384 "
+            "over sha384, P-521 over sha512 (ECDSA signatures with a high or a low s); RSA of "
+            "2048 to 4096 bits with exponent 65537 over any of the three, PKCS#1 v1.5 or PSS "
+            "(MGF1 with the digest's hash, any salt length)."),
         "required": ["kind", "apiVersion", "spec"],
         "properties": {
             "kind": {"type": "string", "enum": [hashedrekord.KIND]},
@@ -115,7 +119,9 @@ _SCHEMAS: dict[str, Any] = {
                             "required": ["algorithm", "value"],
                             "properties": {
                                 "algorithm": {"type": "string",
-                                              "enum": sorted(DIGESTS)},
+                                              "enum": sorted(DIGESTS),
+                                              "description": "The signing key's: sha256 for P-256, "
+                                              "sha384 for P-384, sha512 for P-521; any for RSA"},
                                 "value": {"type": "string", "pattern": _DIGEST,
                                           "description": "Hex digest; its length must fit the algorithm"},
                             },
@@ -319,9 +325,11 @@ def _paths() -> dict[str, Any]:
                     "201": _ok("The new entry, with its SET, inclusion proof and checkpoint",
                                _ref("LogEntry"), headers=entry_headers),
                     **_BODY_ERRORS,
-                    "400": _error("Malformed entry, unsupported key, or a signature that does not verify"),
+                    "400": _error("Malformed entry, unsupported key, a digest algorithm the key does not "
+                                  "sign with, or a signature that does not verify"),
                     "403": _error("This log is frozen (tlog serve --read-only): it takes no new entries"),
-                    "409": _error("The log already holds this entry",
+                    "409": _error("The log already holds this entry, or this signing event: the same "
+                                  "ECDSA signature with the other s (n - s). Location: that entry",
                                   {"Location": entry_headers["Location"]}),
                     "413": _error("The body, or the entry's canonical body, is too large"),
                     "429": _error("This client is submitting too fast", {"Retry-After": _RETRY_AFTER}),

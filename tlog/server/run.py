@@ -8,7 +8,6 @@ import logging
 
 from tlog.runner import listen, run_app
 from tlog.server.api import ApiLimits, make_app
-from tlog.server.layout import KEY_FILE
 from tlog.server.log import Log, LogConfig
 
 log = logging.getLogger("tlog")
@@ -20,7 +19,7 @@ async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | 
     with listen(host, port) as sockets:  # first: a taken port creates nothing
         lg = await Log.open(config)
         if lg.created_key:
-            log.info("created a new %s log key in %s", config.key_type, config.data_dir / KEY_FILE)
+            log.info("created a new %s log key in %s", config.key_type, config.key_path)
 
         def started() -> None:
             log.info("serving %s on http://%s:%d", lg.describe(), host, port)

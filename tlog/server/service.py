@@ -97,6 +97,10 @@ class LogService(Protocol):
         """Why the log cannot serve writes now, or None (GET /readyz)."""
         ...
 
+    def readiness(self) -> dict[str, Any]:
+        """What else /readyz reports: on PostgreSQL, this frontend's role and the leader."""
+        ...
+
     def public_key_pem(self) -> bytes:
         """The log's public key, PEM (GET /log/publicKey)."""
         ...

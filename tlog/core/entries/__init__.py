@@ -1,0 +1,154 @@
+"""The entry kinds the log accepts, by Rekor `kind` and `apiVersion` (Rekor's ProposedEntry
+discriminator, then its VersionMap): admission dispatches here, and so does every reader
+that must understand a stored body whatever its kind (search confirmation, dedupe).
+
+- `hashedrekord` 0.0.1 — a signature over a digest (tlog.core.entries.hashedrekord);
+- `dsse` 0.0.1 — a DSSE envelope and its verifiers (tlog.core.entries.dsse);
+- `intoto` 0.0.2 — a DSSE envelope, field by field, double base64 (tlog.core.entries.intoto).
+
+Each kind gives, for a request: a submission with `costly` and `verify()` (the signature
+checks, perhaps on a thread) and `event_key()`; the verified entry's canonical body, its
+artifact keys (`<algorithm>:<hex>`) and signer key fingerprints, which the search index
+stores. For a stored body: the values a search confirms candidates with (`indexed_values`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from tlog.core.entries import dsse, hashedrekord, intoto
+from tlog.errors import InvalidInput
+
+
+class Entry(Protocol):
+    """A verified entry, of any kind: what the log stores and indexes."""
+
+    def canonical_body(self) -> bytes: ...
+    def artifact_keys(self) -> tuple[str, ...]: ...
+    def key_fingerprints(self) -> tuple[bytes, ...]: ...
+    def attestation(self) -> tuple[str, bytes] | None: ...
+
+
+class Submission(Protocol):
+    """A well-formed proposal whose signatures `verify` checks (InvalidInput if not)."""
+
+    @property
+    def costly(self) -> bool: ...
+    def verify(self) -> Entry: ...
+    def event_key(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class _HashedRekordEntry:
+    entry: hashedrekord.HashedRekord
+
+    def canonical_body(self) -> bytes:
+        return self.entry.canonical_body()
+
+    def artifact_keys(self) -> tuple[str, ...]:
+        return (self.entry.artifact_key(),)
+
+    def key_fingerprints(self) -> tuple[bytes, ...]:
+        return (self.entry.public_key_fingerprint(),)
+
+    def attestation(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _HashedRekordSubmission:
+    submission: hashedrekord.Submission
+
+    @property
+    def costly(self) -> bool:
+        return self.submission.costly
+
+    def verify(self) -> Entry:
+        return _HashedRekordEntry(self.submission.verify())
+
+    def event_key(self) -> bytes | None:
+        return self.submission.event_key()
+
+
+def _hashedrekord_values(body: bytes) -> tuple[tuple[str, ...], tuple[bytes, ...]] | None:
+    values = hashedrekord.indexed_values(body)
+    return None if values is None else ((values[0],), (values[1],))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One entry kind of the registry."""
+
+    kind: str
+    api_version: str
+    check_request: Callable[[object], Submission]
+    # Artifact keys and base64 PEM keys a stored body records, None if it is not one.
+    indexed_values: Callable[[bytes], tuple[tuple[str, ...], tuple[bytes, ...]] | None]
+    # Some artifact keys (in-toto subjects) are not in the body: the index is trusted.
+    confirms_every_artifact: bool
+    attestation: bool  # its requests carry envelopes: the larger request-size limit
+    # The hex SHA-256 naming what the log keeps beside a stored body (`Entry.attestation`).
+    attestation_key: Callable[[bytes], str | None]
+
+
+KINDS: Final[tuple[Kind, ...]] = (
+    Kind(hashedrekord.KIND, hashedrekord.API_VERSION,
+         lambda obj: _HashedRekordSubmission(hashedrekord.check_request(obj)),
+         _hashedrekord_values, True, False, lambda body: None),
+    Kind(dsse.KIND, dsse.API_VERSION, dsse.check_request, dsse.indexed_values, False, True,
+         dsse.attestation_key),
+    Kind(intoto.KIND, intoto.API_VERSION, intoto.check_request, intoto.indexed_values,
+         False, True, intoto.attestation_key),
+)
+_BY_NAME: Final = {(k.kind, k.api_version): k for k in KINDS}
+SUPPORTED: Final = ", ".join(f"{k.kind} {k.api_version}" for k in KINDS)
+
+
+def kind_of(obj: object) -> Kind:
+    """The registry's kind for a proposed entry, by `kind` then `apiVersion`; InvalidInput
+    (400) naming the supported ones otherwise."""
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"request: expected a JSON object (a Rekor ProposedEntry), got "
+                           f"{hashedrekord._json_type(obj)}")
+    kind = hashedrekord._string(obj, "kind", "kind")
+    version = hashedrekord._string(obj, "apiVersion", "apiVersion")
+    found = _BY_NAME.get((kind, version))
+    if found is not None:
+        return found
+    if any(k.kind == kind for k in KINDS):
+        versions = ", ".join(json.dumps(k.api_version) for k in KINDS if k.kind == kind)
+        raise InvalidInput(f"apiVersion: {kind} version {hashedrekord._quote(version)} is not "
+                           f"supported; supported: {versions}")
+    raise InvalidInput(f"kind: {hashedrekord._quote(kind)} is not supported; supported kinds: "
+                       f"{SUPPORTED}")
+
+
+def check_request(obj: object) -> Submission:
+    """Dispatch a proposed entry to its kind's `check_request`."""
+    return kind_of(obj).check_request(obj)
+
+
+def stored_kind(body: bytes) -> Kind | None:
+    """The kind of a stored canonical body, read off its first bytes (RFC 8785 puts
+    `apiVersion` then `kind` first), None for none the registry knows."""
+    head = body[:64]
+    for k in KINDS:
+        if head.startswith(b'{"apiVersion":"%s","kind":"%s",' % (k.api_version.encode(),
+                                                                   k.kind.encode())):
+            return k
+    return None
+
+
+def indexed_values(body: bytes) -> tuple[tuple[str, ...], tuple[bytes, ...], bool] | None:
+    """For confirming search candidates, whatever the body's kind: the artifact keys and
+    base64 PEM keys it records, and whether those artifact keys are all it is indexed by
+    (False for kinds indexed by in-toto subjects, which the body does not hold); None for a
+    body no kind reads."""
+    kind = stored_kind(body)
+    if kind is None:
+        return None
+    values = kind.indexed_values(body)
+    return None if values is None else (*values, kind.confirms_every_artifact)

@@ -563,13 +563,25 @@ class KeyCache:
 KEY_CACHE: Final = KeyCache(max_bytes=16 << 20, max_entries=4096)
 
 
-def _key_material(label: str, der: bytes) -> _KeyMaterial:
+def load_key(pem: bytes, path: str, *, pure_eddsa: bool = False) -> _KeyMaterial:
+    """One PEM public key or certificate (RFC 7468), parsed and checked to be of a type the
+    log accepts (`_check_supported`, DESIGN §2): the one home of key checks for every entry
+    kind. `pure_eddsa` also admits Ed25519, for kinds whose signatures are over the whole
+    message (DSSE's PAE), where RFC 8032 pure EdDSA can be checked. InvalidInput naming
+    `path`. Not cached until a signature verifies (`KEY_CACHE.put`)."""
+    material = _key_material(*_parse_pem(pem, path), path=path)
+    if not (pure_eddsa and isinstance(material.key, ed25519.Ed25519PublicKey)):
+        _check_supported(material.key, path)
+    return material
+
+
+def _key_material(label: str, der: bytes, path: str = _PUBLIC_KEY_CONTENT) -> _KeyMaterial:
     """The key in one PEM block's DER: from `KEY_CACHE`, else parsed (and not cached:
     `Submission.verify` caches it once a signature verified with it)."""
     cached = KEY_CACHE.get(label, der)
     if cached is not None:
         return cached
-    key = _load_public_key(label, der, _PUBLIC_KEY_CONTENT)
+    key = _load_public_key(label, der, path)
     if label == _CERTIFICATE_LABEL:
         # The certificate's own DER, re-wrapped: what Rekor's CanonicalValue() writes.
         pem = _pem(_CERTIFICATE_LABEL, der)
@@ -790,6 +802,15 @@ def _check_supported(key: PublicKeyTypes, path: str) -> None:
     )
 
 
+class UnboundDigest(InvalidInput):
+    """A signature by a key over a digest algorithm it does not sign with (`_check_digest`);
+    `reason` says so without the request's field path, for a verifier to repeat."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{_ALGORITHM}: {reason}")
+        self.reason = reason
+
+
 def _check_digest(key: PublicKeyTypes, algorithm: str) -> None:
     """Refuse a digest algorithm the key does not sign with (issue 11, item 6).
 
@@ -806,11 +827,11 @@ def _check_digest(key: PublicKeyTypes, algorithm: str) -> None:
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
         curve = _CURVES[key.curve.name]
         if algorithm != curve.digest:
-            raise InvalidInput(
-                f"{_ALGORITHM}: a {curve.name} key signs {curve.digest} digests only, not "
-                f"{algorithm}: Sigstore's algorithm registry binds each ECDSA curve to one "
-                "digest (ECDSA cuts a longer digest to the curve's size, so one signature "
-                f"would fit many digests); hash the artifact with {curve.digest} and sign that"
+            raise UnboundDigest(
+                f"a {curve.name} key signs {curve.digest} digests only, not {algorithm}: "
+                "Sigstore's algorithm registry binds each ECDSA curve to one digest (ECDSA "
+                "cuts a longer digest to the curve's size, so one signature would fit many "
+                f"digests); hash the artifact with {curve.digest} and sign that"
             )
 
 
@@ -820,6 +841,11 @@ def digest_for_key(key: PublicKeyTypes) -> str:
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
         return _CURVES[key.curve.name].digest
     return "sha256"
+
+
+def digest_for_pem(pem: bytes) -> str:
+    """`digest_for_key` of the key in a PEM public key or certificate."""
+    return digest_for_key(_key_material(*_parse_pem(pem, "publicKey")).key)
 
 
 def _verify(key: PublicKeyTypes, entry: HashedRekord) -> None:

@@ -1,0 +1,228 @@
+"""The log on PostgreSQL served by several `tlog serve` frontends (issue 15): a real
+PostgreSQL server (tests/pg_support.py), real processes on loopback ports.
+
+What the shared contract suite (tests/test_storage.py, "postgres") cannot show: the schema
+refuses to rewrite history; frontends share one sequence, one identity and one tree; a
+duplicate sent to two at once gets one index; the leader's death loses no acknowledged entry
+and another frontend takes over; a restart of them all keeps the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tlog.core.keys import LogKey, LogPublicKey
+
+from . import pg_support
+from .storage_contract import fill
+from .support import Signer, check_log_entry
+from .test_serve import free_port, start, stop, wait_ready
+
+URL = "https://log.example.org"
+
+
+@pytest.fixture
+def dsn() -> str:
+    return pg_support.fresh_database()
+
+
+class Frontends:
+    """`tlog serve --database DSN --key KEY` processes of one log, stopped at the end."""
+
+    def __init__(self, tmp: Path, dsn: str) -> None:
+        self.tmp = tmp
+        self.dsn = dsn
+        self.key = tmp / "secret" / "log.key"
+        self.procs: dict[int, subprocess.Popen[str]] = {}
+
+    async def start(self, *extra: str, key: Path | None = None, url: str = URL) -> int:
+        port = free_port()
+        proc = start(self.tmp / f"fe{port}", port, "--database", self.dsn, "--key", str(key or self.key),
+                     "--public-url", url, "--no-access-log", *extra)
+        self.procs[port] = proc
+        await wait_ready(port, proc, timeout=30)
+        return port
+
+    def public_key(self) -> LogPublicKey:
+        return LogKey.from_pem(self.key.read_bytes()).public_key
+
+    def kill(self, port: int) -> None:
+        proc = self.procs.pop(port)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+
+    def stop(self, port: int) -> str:
+        return stop(self.procs.pop(port))
+
+    def stop_all(self) -> None:
+        for port in list(self.procs):
+            proc = self.procs.pop(port)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=20)
+
+
+@pytest.fixture
+def frontends(tmp_path: Path, dsn: str) -> Iterator[Frontends]:
+    (tmp_path / "secret").mkdir(mode=0o700)
+    fe = Frontends(tmp_path, dsn)
+    yield fe
+    fe.stop_all()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+        yield s
+
+
+async def submit(http: aiohttp.ClientSession, port: int, proposed: dict[str, Any]) -> tuple[int, Any]:
+    async with http.post(f"http://127.0.0.1:{port}/api/v1/log/entries", json=proposed) as r:
+        return r.status, await r.json()
+
+
+async def json_get(http: aiohttp.ClientSession, port: int, path: str) -> Any:
+    """GET a 200 answer; a 404 is asked again for up to 2 s: a frontend follows the leader's
+    checkpoints when notified, a few milliseconds after the submitter's 201."""
+    for _ in range(100):
+        async with http.get(f"http://127.0.0.1:{port}{path}") as r:
+            if r.status != 404:
+                assert r.status == 200, await r.text()
+                return await r.json()
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path}: still 404 on port {port}")
+
+
+async def role(http: aiohttp.ClientSession, port: int) -> str:
+    return str((await json_get(http, port, "/readyz"))["role"])
+
+
+async def test_postgres_schema_refuses_to_rewrite_history(dsn: str) -> None:
+    from tlog.server.storage.postgres import PostgresStorage
+
+    st = await PostgresStorage.open(dsn)
+    await fill(st, 300)
+    await st.init_meta({"log_id": "ab"})
+    await st.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in ["UPDATE entries SET body = '\\x00' WHERE idx = 0", "DELETE FROM entries",
+                          "UPDATE tiles SET hashes = '\\x00'", "DELETE FROM checkpoints",
+                          "DELETE FROM leaf_index", "DELETE FROM search_index",
+                          "UPDATE meta SET value = 'x'", "TRUNCATE entries"]:
+            with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="append-only"):
+                await conn.execute(statement)
+        assert await conn.fetchval("SELECT max(version) FROM schema_version") >= 2
+    finally:
+        await conn.close()
+
+
+async def test_two_frontends_serve_one_log(frontends: Frontends, http: aiohttp.ClientSession,
+                                           signer: Signer) -> None:
+    a = await frontends.start()
+    b = await frontends.start()
+    pub = frontends.public_key()
+    assert oct(frontends.key.stat().st_mode & 0o777) == "0o600"
+    indexes = []
+    for port in (a, b, a, b):
+        status, entry = await submit(http, port, signer.proposed())
+        assert status == 201, entry
+        uuid, e = check_log_entry(entry, pub)
+        indexes.append(e["logIndex"])
+        for other in (a, b):  # each entry is read back, with a valid proof, from both
+            got = await json_get(http, other, f"/api/v1/log/entries/{uuid}")
+            check_log_entry(got, pub)
+    assert sorted(indexes) == [0, 1, 2, 3]
+    for port in (a, b):
+        ready = await json_get(http, port, "/readyz")
+        assert ready["leader"] and ready["treeSize"] == 4
+    assert {await role(http, a), await role(http, b)} == {"leader", "follower"}
+
+
+async def test_a_duplicate_sent_to_two_frontends_at_once_gets_one_index(
+        frontends: Frontends, http: aiohttp.ClientSession, signer: Signer) -> None:
+    a = await frontends.start()
+    b = await frontends.start()
+    for _ in range(3):
+        proposed = signer.proposed()
+        (s1, e1), (s2, e2) = await asyncio.gather(submit(http, a, proposed), submit(http, b, proposed))
+        assert sorted([s1, s2]) == [201, 409], (e1, e2)
+    size = (await json_get(http, a, "/api/v1/log"))["treeSize"]
+    assert size == 3
+
+
+async def test_a_frontend_with_another_key_or_name_is_refused(frontends: Frontends,
+                                                              tmp_path: Path) -> None:
+    port = await frontends.start()
+    other = tmp_path / "secret" / "other.key"
+    proc = start(tmp_path / "x", free_port(), "--database", frontends.dsn, "--key", str(other),
+                 "--public-url", URL)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "is not this log's key" in out, out
+    proc = start(tmp_path / "y", free_port(), "--database", frontends.dsn, "--key", str(frontends.key),
+                 "--public-url", "https://other.example.org")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "holds log log.example.org" in out, out
+    frontends.stop(port)
+
+
+async def test_killing_the_leader_under_load_loses_no_acknowledged_entry(
+        frontends: Frontends, http: aiohttp.ClientSession) -> None:
+    a = await frontends.start()
+    b = await frontends.start()
+    pub = frontends.public_key()
+    leader = a if await role(http, a) == "leader" else b
+    survivor = b if leader == a else a
+    acked: dict[str, int] = {}
+    signers = [Signer() for _ in range(4)]
+
+    async def client(n: int) -> None:
+        for i in range(40):  # bounded: 4 clients × 40 submissions, half to each frontend
+            port = (a, b)[(n + i) % 2]
+            if port not in frontends.procs:
+                port = survivor
+            try:
+                status, entry = await submit(http, port, signers[n].proposed())
+            except (aiohttp.ClientError, TimeoutError):
+                continue  # the killed frontend's connections: not acknowledged
+            if status == 201:
+                uuid, e = check_log_entry(entry, pub)
+                acked[uuid] = e["logIndex"]
+
+    load = asyncio.gather(*(client(n) for n in range(4)))
+    while len(acked) < 30:
+        await asyncio.sleep(0.02)
+    frontends.kill(leader)
+    await load
+    assert len(acked) > 60
+    # The survivor leads now, and holds every acknowledged entry at its index.
+    assert await role(http, survivor) == "leader"
+    assert (await submit(http, survivor, signers[0].proposed()))[0] == 201
+    for uuid, index in acked.items():
+        got = await json_get(http, survivor, f"/api/v1/log/entries/{uuid}")
+        assert check_log_entry(got, pub)[1]["logIndex"] == index
+    assert len(set(acked.values())) == len(acked)
+
+
+async def test_restarting_every_frontend_keeps_the_tree(frontends: Frontends,
+                                                        http: aiohttp.ClientSession, signer: Signer) -> None:
+    ports = [await frontends.start(), await frontends.start()]
+    for port in ports * 3:
+        assert (await submit(http, port, signer.proposed()))[0] == 201
+    before = await json_get(http, ports[0], "/api/v1/log")
+    for port in ports:
+        frontends.stop(port)
+    port = await frontends.start()
+    after = await json_get(http, port, "/api/v1/log")
+    assert (after["treeSize"], after["rootHash"]) == (before["treeSize"], before["rootHash"]) == (
+        6, before["rootHash"])
+    assert (await submit(http, port, signer.proposed()))[0] == 201

@@ -1,0 +1,408 @@
+"""Several frontends, one sequence (issue 15, item 3): the sequencer of a log on PostgreSQL.
+
+Every frontend (`tlog serve --database …`) admits submissions, and writes each admitted
+entry to the `pending` table (group-committed with the other submissions waiting on this
+frontend: one INSERT and one fsync for all of them). Exactly one frontend, the leader,
+sequences: it holds a session-level advisory lock (`SEQUENCER_LOCK`) on a connection of
+its own, drains `pending` in id order in batches of up to `batch_size`, and runs the same
+group commit as a single log (tlog.server.sequencer: dedupe by signing event, extend the
+tree, sign through the checkpoint guard, one transaction). The same transaction deletes the
+batch's pending rows and records each one's outcome in `pending_done` (its index, or the
+index it duplicates), so an outcome is stored exactly when the batch is: a leader killed
+at any point leaves every admitted entry either in the log with its outcome, or still
+pending for the next leader. This is tessera's MySQL/AWS design (a `Seq` table drained by
+the one `IntCoord` lock holder), with PostgreSQL's advisory lock as the lease.
+
+The lease is the connection: when a leader dies its connection closes, PostgreSQL drops the
+lock, and another frontend's next attempt (every LEADER_RETRY seconds) takes it, reloads
+the tree from the database and drains what is pending. A leader that lost its connection
+without noticing cannot fork the log: each batch checks, in its transaction, that the lock
+is still held by this frontend's lock session, and entry indexes and checkpoint sizes are
+unique, so a stale leader's batch is refused and it steps down.
+
+Submitters wait for their outcome: LISTEN/NOTIFY (`tlog_head`, sent by each batch's
+commit) wakes them, with a POLL-second poll as a fallback; a follower then reloads its
+tree head from the database (never moving back) and answers with index, SET and inclusion
+proof, built from its own copy of the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from tlog.core.keys import LogKey
+from tlog.core.merkle import leaf_hash
+from tlog.core.tilestate import TreeState, tiles_for_inclusion
+from tlog.core.timestamp import sign_set
+from tlog.errors import Overloaded, Unavailable
+from tlog.server.guard import CheckpointGuard
+from tlog.server.metrics import LogMetrics
+from tlog.server.sequencer import Admitted, Duplicate, Published, Sequenced, Sequencer, _Pending
+from tlog.server.storage.base import NewEntry, StorageError
+from tlog.server.storage.postgres import SEQUENCER_LOCK, PostgresStorage, connect
+from tlog.server.tree import TileTree
+
+log = logging.getLogger("tlog.cluster")
+
+LEADER_RETRY = 0.5  # seconds between a follower's attempts to take the lock
+POLL = 0.2  # seconds: the fallback when a notification is missed
+CLOSE_WAIT = 5.0  # seconds a closing frontend waits for its submitters' outcomes
+PENDING_CHANNEL = "tlog_pending"
+HEAD_CHANNEL = "tlog_head"
+_WAITERS_PER_INSERT = 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a pending row: its entry's index, or the index it duplicates."""
+
+    index: int
+    duplicate: bool
+
+
+class ClusterSequencer(Sequencer):
+    """A `Sequencer` whose queue is the database's `pending` table, shared by every
+    frontend; it sequences while it leads, and follows the leader's checkpoints otherwise."""
+
+    def __init__(self, storage: PostgresStorage, key: LogKey, origin: str, head: Published, *,
+                 batch_size: int = 256, max_pending: int = 4096, metrics: LogMetrics | None = None,
+                 event_key_of: Callable[[bytes], bytes] = leaf_hash, name: str | None = None) -> None:
+        """`name` tells the other frontends (and /readyz) who leads: host:pid by default."""
+        super().__init__(storage, key, origin, head, batch_size=batch_size, batch_ms=0,
+                         max_pending=max_pending, metrics=metrics, event_key_of=event_key_of)
+        self.pg = storage
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.is_leader = False
+        self.leader_name: str | None = None
+        self.pending_depth = 0  # rows in `pending`, as last counted
+        self._waiters: dict[int, asyncio.Future[Outcome]] = {}
+        self._to_insert: list[tuple[Admitted, asyncio.Future[int]]] = []
+        self._insert_wakeup = asyncio.Event()
+        self._pending_event = asyncio.Event()
+        self._head_event = asyncio.Event()
+        self._stop = False
+        self._lock_conn: asyncpg.Connection | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._refresh_lock = asyncio.Lock()
+        self._batch: list[tuple[int, _Pending]] = []  # (pending id, entry) of the batch committing
+        self._recorded = False
+
+    @property
+    def pending(self) -> int:
+        return self.pending_depth
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._lead_or_follow(), name="tlog-cluster-sequencer"),
+                       asyncio.create_task(self._insert_loop(), name="tlog-cluster-pending"),
+                       asyncio.create_task(self._outcome_loop(), name="tlog-cluster-outcomes")]
+
+    async def _connections(self) -> None:
+        """(Re)open the notification connection and the pool that writes pending rows."""
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.pg.dsn, min_size=1, max_size=2, timeout=10,
+                server_settings={"synchronous_commit": "on", "application_name": "tlog"})
+        if self._listen_conn is None or self._listen_conn.is_closed():
+            conn = await connect(self.pg.dsn)
+            await conn.add_listener(PENDING_CHANNEL, lambda *_: self._pending_event.set())
+            await conn.add_listener(HEAD_CHANNEL, lambda *_: self._head_event.set())
+            self._listen_conn = conn
+
+    async def close(self) -> None:
+        """Stop admitting; wait (CLOSE_WAIT at most) for this frontend's submitters — the
+        leader keeps draining meanwhile — then release the lock and the connections."""
+        self._closing = True
+        self._insert_wakeup.set()
+        deadline = time.monotonic() + CLOSE_WAIT
+        while (self._waiters or self._to_insert) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self._stop = True
+        self._pending_event.set()
+        self._head_event.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        futures: list[asyncio.Future[Outcome] | asyncio.Future[int]] = [
+            *self._waiters.values(), *(f for _, f in self._to_insert)]
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(Unavailable("the log is shutting down; the entry stays queued "
+                                              "and another frontend will log it"))
+        for conn in (self._lock_conn, self._listen_conn):
+            if conn is not None:
+                await conn.close()
+        if self._pool is not None:
+            await self._pool.close()
+        self._executor.shutdown(wait=False)
+
+    # -- submitting -------------------------------------------------------------------------
+    async def submit(self, entry: Admitted) -> Sequenced:
+        """Queue the entry in the database, wait for the leader's outcome, answer."""
+        if self._closing:
+            raise Unavailable("the log is shutting down")
+        if self.halted:
+            raise Unavailable(f"writes are stopped: {self.halted}; the operator must restart the log")
+        if len(self._waiters) + len(self._to_insert) >= self.max_pending:
+            raise Overloaded(f"{len(self._waiters) + len(self._to_insert)} submissions are already waiting")
+        loop = asyncio.get_running_loop()
+        queued: asyncio.Future[int] = loop.create_future()
+        self._to_insert.append((entry, queued))
+        self._insert_wakeup.set()
+        pending_id = await queued
+        outcome = self._waiters[pending_id] = loop.create_future()
+        self._head_event.set()  # the outcome may already be stored (a fast leader)
+        try:
+            done = await outcome
+        finally:
+            self._waiters.pop(pending_id, None)
+        rows = await self.pg.read_entries([done.index])
+        integrated_time, body = rows[done.index]
+        if done.duplicate:
+            raise Duplicate(done.index, leaf_hash(body))
+        head = self.head
+        size = head.state.size
+        tiles = await self.pg.read_leaf_tiles(tiles_for_inclusion(head.state, done.index, size))
+        proof = TileTree(head.state, dict(tiles), head.memo).inclusion_proof(done.index, size)
+        set_sig = await loop.run_in_executor(
+            self._executor, sign_set, self.key, body, integrated_time, self._log_id_hex, done.index)
+        return Sequenced(done.index, integrated_time, head, set_sig, proof)
+
+    async def _insert_loop(self) -> None:
+        """Group commit of pending rows: every submission waiting here, one transaction."""
+        while not self._stop:
+            if not self._to_insert:
+                self._insert_wakeup.clear()
+                await self._insert_wakeup.wait()
+                continue
+            batch = self._to_insert[:_WAITERS_PER_INSERT]
+            del self._to_insert[:len(batch)]
+            try:
+                await self._connections()
+                assert self._pool is not None
+                async with self._pool.acquire() as conn, conn.transaction():
+                    ids = [r[0] for r in await conn.fetch(
+                        "SELECT nextval('pending_id_seq') FROM generate_series(1, $1)", len(batch))]
+                    await conn.execute(
+                        "INSERT INTO pending (id, body, leaf_hash, event_key, search_keys, queued) "
+                        "SELECT i, b, h, e, ARRAY(SELECT jsonb_array_elements_text(k)::bigint), $6 "
+                        "FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[], $5::jsonb[]) "
+                        "AS u(i, b, h, e, k)", ids, [a.body for a, _ in batch],
+                        [a.leaf_hash for a, _ in batch], [a.event_key for a, _ in batch],
+                        [_json_ints(a.search_keys) for a, _ in batch], int(time.time()))
+                    await conn.execute("SELECT pg_notify($1, '')", PENDING_CHANNEL)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StorageError) as e:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(Unavailable(f"the log cannot queue entries right now: {e}"))
+                continue
+            for (_, fut), pending_id in zip(batch, ids, strict=True):
+                if not fut.done():
+                    fut.set_result(pending_id)
+
+    async def _outcome_loop(self) -> None:
+        """Answer this frontend's waiting submitters once their outcomes are stored."""
+        counted = 0.0
+        while not self._stop:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._head_event.wait(), POLL)
+            self._head_event.clear()
+            try:
+                await self._connections()
+                if time.monotonic() - counted > 1:
+                    async with self.pg.reader() as r:
+                        self.pending_depth = int(await r.fetchval("SELECT count(*) FROM pending"))
+                    counted = time.monotonic()
+                await self.refresh_head()
+                if self._waiters:
+                    await self._collect_outcomes()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StorageError) as e:
+                log.warning("cannot read outcomes from the database: %s", e)
+                await asyncio.sleep(POLL)
+
+    async def _collect_outcomes(self) -> None:
+        waiting = list(self._waiters)
+        async with self.pg.reader() as r:
+            rows = await r.fetch("SELECT id, idx, duplicate FROM pending_done WHERE id = ANY($1::bigint[])",
+                                 waiting)
+        if not rows:
+            return
+        if max(idx for _, idx, _ in rows) >= self.head.state.size:
+            await self.refresh_head()
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            await conn.execute("DELETE FROM pending_done WHERE id = ANY($1::bigint[])",
+                               [i for i, _, _ in rows])
+        for pending_id, idx, duplicate in rows:
+            fut = self._waiters.get(pending_id)
+            if fut is not None and not fut.done() and idx < self.head.state.size:
+                fut.set_result(Outcome(idx, duplicate))
+
+    async def refresh_head(self) -> None:
+        """Follow the database's latest checkpoint: reload the tree when it is newer than
+        the head served (never older: a frontend never serves a checkpoint older than one it
+        served), and check that its tiles give the signed root."""
+        if self.is_leader:
+            return  # the leader's head is the last batch it committed
+        async with self._refresh_lock:
+            latest = await self.pg.latest_checkpoint()
+            if latest is None or latest.size <= self.head.state.size:
+                return
+            rec = await self.pg.recover()
+            if rec.checkpoint is None or rec.size <= self.head.state.size:
+                return
+            state = TreeState.restore(rec.size, rec.level8, rec.tail_leaves)
+            root = state.root()
+            if root != rec.checkpoint.root:
+                raise StorageError(f"stored tiles give root {root.hex()} at size {rec.size}, but "
+                                   f"the checkpoint says {rec.checkpoint.root.hex()}")
+            self.head = Published(state, root, rec.checkpoint.note, {})
+            if self.metrics is not None:
+                self.metrics.tree_size.set(rec.size)
+                self.metrics.checkpoint_time.set(rec.checkpoint.created)
+            for listener in self.listeners:
+                listener()
+
+    # -- leading ----------------------------------------------------------------------------
+    async def _lead_or_follow(self) -> None:
+        while not self._stop:
+            try:
+                if not self.is_leader and not await self._try_lead():
+                    await asyncio.sleep(LEADER_RETRY)
+                    continue
+                if self._lock_conn is None or self._lock_conn.is_closed():
+                    raise StorageError("the connection holding the sequencing lock closed")
+                if not await self._drain_once():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._pending_event.wait(), POLL)
+                    self._pending_event.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 — step down and compete again; the loop must survive
+                log.error("sequencing stopped on this frontend: %s", e)
+                await self._step_down()
+                await asyncio.sleep(LEADER_RETRY)
+
+    async def _try_lead(self) -> bool:
+        """Take the sequencing lock if it is free: then reload the tree and lead."""
+        if self._lock_conn is None or self._lock_conn.is_closed():
+            self._lock_conn = await connect(self.pg.dsn)
+        if not await self._lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", SEQUENCER_LOCK):
+            async with self.pg.reader() as r:
+                self.leader_name = await r.fetchval("SELECT name FROM leader")
+            return False
+        await self.refresh_head()
+        self.guard = CheckpointGuard(self.key, self.origin, self.head.state.size, self.head.root)
+        async with self.pg.writer() as w:
+            await w.execute("INSERT INTO leader (one, name, since) VALUES (1, $1, $2) ON CONFLICT (one) "
+                            "DO UPDATE SET name = excluded.name, since = excluded.since",
+                            self.name, int(time.time()))
+        self.is_leader = True
+        self.leader_name = self.name
+        self.last_error = None
+        if self.metrics is not None:
+            self.metrics.leader_changes.inc()
+            self.metrics.is_leader.set(1)
+        log.info("this frontend (%s) now sequences the log, at tree size %d", self.name, self.head.state.size)
+        return True
+
+    async def _step_down(self) -> None:
+        was = self.is_leader
+        self.is_leader = False
+        if self.metrics is not None:
+            self.metrics.is_leader.set(0)
+        if self._lock_conn is not None:
+            conn, self._lock_conn = self._lock_conn, None
+            try:
+                await conn.close()  # releases the lock, if the session still holds it
+            except (OSError, asyncpg.InterfaceError):
+                conn.terminate()
+        if was:
+            log.warning("this frontend (%s) no longer sequences the log", self.name)
+
+    async def _drain_once(self) -> bool:
+        """Sequence one batch of pending rows; False when there were none."""
+        async with self.pg.reader() as r:
+            rows = await r.fetch("SELECT id, body, leaf_hash, event_key, search_keys FROM pending "
+                                 "ORDER BY id LIMIT $1", self.batch_size)
+        if not rows:
+            self.pending_depth = 0
+            return False
+        loop = asyncio.get_running_loop()
+        self._batch = [(pid, _Pending(Admitted(body, bytes(h), tuple(keys), answer=False,
+                                               event_key=None if e is None else bytes(e)),
+                                      loop.create_future()))
+                       for pid, body, h, e, keys in rows]
+        self._recorded = False
+        self.pg.batch_hook = self._record_outcomes
+        t0 = time.perf_counter()
+        try:
+            await self._commit([p for _, p in self._batch])
+        finally:
+            self.pg.batch_hook = None
+        if not self._recorded:  # every row a duplicate of an entry already in the log
+            async with self.pg.writer() as w, w.transaction():
+                await self._record_outcomes(w, [])
+        for _, p in self._batch:  # the outcomes went to the database; nobody awaits these
+            if p.future.done() and not p.future.cancelled():
+                p.future.exception()
+        if self.metrics is not None:
+            self.metrics.queue_wait.observe(time.perf_counter() - t0)
+        self._batch = []
+        return True
+
+    async def _record_outcomes(self, conn: asyncpg.Connection, entries: Sequence[NewEntry]) -> None:
+        """In the batch's transaction: check the lock is still this frontend's, delete the
+        batch's pending rows and store their outcomes. `entries` are the batch's new entries,
+        in the batch's order (Sequencer._commit): the first row of each signing event that
+        is not yet in the log is the entry; a later one, or one whose future already holds
+        a Duplicate (in the log before), is a duplicate."""
+        assert self._lock_conn is not None
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1 "
+            "AND ((classid::bigint << 32) | objid::bigint) = $2",
+            self._lock_conn.get_server_pid(), SEQUENCER_LOCK)
+        if not held:
+            raise StorageError("this frontend no longer holds the sequencing lock")
+        out: list[tuple[int, Outcome]] = []
+        first: dict[bytes, int] = {}
+        new = iter(entries)
+        upcoming = next(new, None)
+        for pid, p in self._batch:
+            event = p.entry.event
+            fut = p.future
+            if fut.done():
+                err = fut.exception()
+                assert isinstance(err, Duplicate), err
+                out.append((pid, Outcome(err.index, True)))
+            elif event in first:
+                out.append((pid, Outcome(first[event], True)))
+            else:
+                assert upcoming is not None and upcoming.leaf_hash == p.entry.leaf_hash
+                first[event] = upcoming.index
+                out.append((pid, Outcome(upcoming.index, False)))
+                upcoming = next(new, None)
+        ids = [pid for pid, _ in out]
+        await conn.execute("DELETE FROM pending WHERE id = ANY($1::bigint[])", ids)
+        await conn.execute(
+            "INSERT INTO pending_done (id, idx, duplicate, done) SELECT i, x, d, $4 FROM "
+            "unnest($1::bigint[], $2::bigint[], $3::bool[]) AS u(i, x, d)",
+            ids, [o.index for _, o in out], [o.duplicate for _, o in out], int(time.time()))
+        await conn.execute("SELECT pg_notify($1, '')", HEAD_CHANNEL)
+        self._recorded = True
+
+
+def _json_ints(values: Sequence[int]) -> str:
+    """Search keys as a JSON array: asyncpg cannot pass an array of arrays of varying length."""
+    return "[" + ",".join(str(v) for v in values) + "]"
