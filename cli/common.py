@@ -166,6 +166,17 @@ def read_file(path: Path, what: str) -> bytes:
         raise TlogError(f"cannot read {what} {path}: {e.strerror or e}") from e
 
 
+def read_public_key(path: Path, option: str) -> bytes:
+    """A public key (or certificate) file given to `option`. A private key given by mistake
+    is refused here, before anything is parsed or sent: nothing left this machine, and the
+    message says so (the log's own refusal, worded for a key it received, would not)."""
+    pem = read_file(path, "public key")
+    if b"PRIVATE KEY" in pem:
+        raise InvalidInput(f"{path} is a private key: give {option} the public key (the .pub "
+                           "file `tlog keygen` wrote next to it); nothing was sent")
+    return pem
+
+
 def file_sha256(path: Path, what: str = "artifact", *, algorithm: str = "sha256") -> bytes:
     """SHA-256 (or another `algorithm`'s digest) of a file, read in chunks (artifacts can
     be large)."""

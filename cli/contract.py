@@ -148,7 +148,10 @@ class TlogCommand(click.Command):
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"tlog: error: {message}", err=True)
+    """Print the error line (red on a terminal: cli.terminal) and exit with `code`."""
+    from cli.terminal import FAILED, echo
+
+    echo(f"tlog: error: {message}", FAILED, err=True)
     sys.exit(code)
 
 

@@ -15,6 +15,7 @@ from cli.common import (
     log_url_option,
     param_check,
     read_file,
+    read_public_key,
     selected_log,
     trust_option,
     with_client,
@@ -106,7 +107,7 @@ def verify_entry(uuid: str | None, index: int | None, artifact: Path | None,
                                "--signature and --public-key")
     log = selected_log(trust_file, log_url)
     seen = SeenCheckpoints(state_file or default_state_path("seen", log.name), log)
-    pem = read_file(public_key, "public key") if public_key else None
+    pem = read_public_key(public_key, "--public-key") if public_key else None
     sig = decode_signature(read_file(signature_path, "signature")) if signature_path else None
     digest = file_sha256(artifact) if artifact else None
 

@@ -16,7 +16,7 @@ from cli.common import (
     json_option,
     log_url_option,
     param_check,
-    read_file,
+    read_public_key,
     selected_log,
     trust_option,
     with_client,
@@ -125,7 +125,7 @@ def search(artifact: Path | None, sha256: str | None, public_key: Path | None,
         digest = sha256
     else:
         assert public_key is not None
-        pem = read_file(public_key, "public key")
+        pem = read_public_key(public_key, "--public-key")
     log = selected_log(trust_file, log_url)
     uuids = with_client(log.url, lambda c: c.search(sha256=digest, public_key_pem=pem))
     if as_json:

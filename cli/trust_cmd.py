@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cli import terminal
 from cli.common import (
     echo_json,
     json_option,
@@ -132,7 +133,11 @@ def trust_list(trust_file: Path | None, as_json: bool) -> None:
         return
     if not logs:
         click.echo(f"No log is pinned in {trust_path(trust_file)}; run `tlog trust add URL`.")
-    for lg in logs:
+    elif terminal.is_terminal():
+        terminal.table(("URL", "LOG", "LOGID", "KEY"), [
+            (lg.url, lg.name, lg.log_id_hex, lg.public_key.key_type) for lg in logs])
+        return
+    for lg in logs:  # one line a log, for scripts
         click.echo(f"{lg.url}  log {lg.name}  logID {lg.log_id_hex}  ({lg.public_key.key_type})")
 
 

@@ -11,9 +11,12 @@ import click
 
 from cli.common import (
     echo_json,
+    file_sha256,
     json_option,
     pinned_logs,
     read_file,
+    read_public_key,
+    selected_log,
     subject_of,
     subject_options,
     trust_option,
@@ -22,6 +25,7 @@ from cli.common import (
 from cli.contract import failure_details
 from cli.images import ImageArgs, image_options
 from cli.main import main
+from cli.terminal import OK, echo
 from cli.verify_sigstore import identity_policy, sigstore_flow, sigstore_options, verify_sigstore
 
 if TYPE_CHECKING:
@@ -36,6 +40,13 @@ if TYPE_CHECKING:
 @click.option("--key", "key_path", default=None, type=click.Path(path_type=Path),
               help="The signer's public key (PEM). Or, for a certificate-signed Sigstore bundle, "
               "--certificate-identity and --certificate-oidc-issuer.")
+@click.option("--signature", "signature_path", default=None, type=click.Path(path_type=Path),
+              metavar="SIG", help="Verify this signature (raw or base64, as `tlog sign "
+              "--output-signature` and cosign write it) without a bundle: its entry is looked "
+              "up in the log by the artifact's digest and checked online.")
+@click.option("--certificate", "cert_path", default=None, type=click.Path(path_type=Path),
+              metavar="PEM", help="With --signature: the signing certificate (`tlog sign "
+              "--output-certificate`), instead of --key or for it.")
 @click.option("--offline", is_flag=True,
               help="Check the bundle alone; do not ask the log for a consistency proof.")
 @click.option("--log-url", metavar="URL", default=None,
@@ -55,7 +66,7 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
            trust_file: Path | None, as_json: bool, trusted_root: Path | None, identity: str | None,
            identity_regexp: str | None, issuer: str | None, issuer_regexp: str | None,
            gh_repository: str | None, gh_ref: str | None, gh_sha: str | None,
-           **image_opts: Any) -> None:
+           signature_path: Path | None, cert_path: Path | None, **image_opts: Any) -> None:
     """Verify ARTIFACT (or --image) against its bundle, the signer's key and the pinned log.
 
     Checks the signature, that the log entry records this digest, signature and key, the
@@ -71,7 +82,16 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
     offline against a Sigstore trusted root (--trusted-root, default: the public-good root
     plus the pinned logs): keyless with --certificate-identity[-regexp] and
     --certificate-oidc-issuer[-regexp], or with --key. ARTIFACT may be `sha256:HEX`.
+
+    --signature SIG instead of a bundle (cosign's verify-blob): the log is searched for the
+    artifact's digest, the entry with this signature and key is checked as a bundle's would
+    be, and the log's current tree is proven consistent with it.
     """
+    if signature_path is not None or cert_path is not None:
+        _verify_signature(artifact, signature_path, key_path, cert_path, log_url, trust_file,
+                          as_json, bundle_path is not None or image is not None or offline
+                          or bool(witness_keys) or min_witnesses is not None)
+        return
     policy = identity_policy(identity, identity_regexp, issuer, issuer_regexp, gh_repository,
                              gh_ref, gh_sha)
     if sigstore_bundle := sigstore_flow(artifact, image, bundle_path, policy, trusted_root,
@@ -88,11 +108,12 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
 
         if witness_keys or min_witnesses:
             raise click.UsageError("--witness needs a bundle: give --bundle, or drop --witness")
-        verify_in_registry(image, read_file(key_path, "public key"), pinned_logs(trust_file), log_url,
+        verify_in_registry(image, read_public_key(key_path, "--key"), pinned_logs(trust_file), log_url,
                            offline, image_args, as_json)
         return
     if image_args.used():
         raise click.UsageError("-a and --recursive verify an image in its registry: drop --bundle")
+    from tlog.client.online import prove_extends
     from tlog.core.bundle import parse_bundle
     from tlog.core.cosignature import parse_cosignature_verifier_key
     from tlog.core.verify import CheckFailed, log_for_entry, verify_bundle
@@ -106,7 +127,7 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
         raise click.UsageError("--min-witnesses needs the log's cosigned checkpoint: drop --offline")
     subject = subject_of(artifact, image)
     path = bundle_path or subject.default_bundle
-    pem = read_file(key_path, "public key")
+    pem = read_public_key(key_path, "--key")
     try:
         try:
             bundle = parse_bundle(read_file(path, "bundle"))
@@ -116,7 +137,7 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
                             log_url or os.environ.get("TLOG_URL"))
         verified = verify_bundle(bundle, subject.digest(bundle.algorithm), pem, log, subject=subject.kind)
         current = None if offline else with_client(
-            log.url, lambda c: check_consistency(c, log, verified.checkpoint))
+            log.url, lambda c: prove_extends(c, log, verified.checkpoint))
         witnessed = None if not need else with_client(
             log.url, lambda c: check_witnessed(c, log, verified.checkpoint, verified.entry.log_index,
                                                witnesses, need))
@@ -125,7 +146,7 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
             failure_details(verified=False, check=e.check, reason=e.reason)
         raise
     entry = verified.entry
-    when = datetime.fromtimestamp(entry.integrated_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = _utc(entry.integrated_time)
     if as_json:
         echo_json({"verified": True, subject.kind: subject.name, "bundle": str(path),
                    "log": log.url, "logID": log.log_id_hex, "logIndex": entry.log_index,
@@ -140,21 +161,62 @@ def verify(artifact: Path | None, key_path: Path | None, image: str | None, bund
             else f"log consistent up to tree size {current.size}")
     if witnessed is not None:
         tail += f"; witnessed by {need}+ at tree size {witnessed.size}"
-    click.echo(f"Verified OK: {subject.name} — entry {entry.log_index} in log {log.name}, "
-               f"integrated {when}; {tail}")
+    echo(f"Verified OK: {subject.name} — entry {entry.log_index} in log {log.name}, "
+         f"integrated {when}; {tail}", OK)
 
 
-async def check_consistency(client: LogClient, log: TrustedLog, old: Checkpoint) -> Checkpoint:
-    """Fetch the log's current checkpoint and a consistency proof to it from `old`; check
-    both against the pinned key. Returns the current checkpoint."""
-    from tlog.core.verify import consistency_proof_hashes, verify_extends, verify_log_info
+def _verify_signature(artifact: Path | None, signature_path: Path | None, key_path: Path | None,
+                      cert_path: Path | None, log_url: str | None, trust_file: Path | None,
+                      as_json: bool, bundle_options: bool) -> None:
+    """`verify --signature`: no bundle, so everything is asked of the log
+    (tlog.client.online.verify_signature_online)."""
+    from tlog.client.online import verify_signature_online
+    from tlog.client.sign import decode_signature
+    from tlog.core.entries.hashedrekord import public_key_fingerprint_of_pem
+    from tlog.core.verify import CheckFailed
 
-    current = verify_log_info(await client.log_info(), log, check="consistency")
-    proof: list[bytes] = []
-    if current.size > old.size:
-        proof = consistency_proof_hashes(await client.consistency(old.size, current.size))
-    verify_extends(old, current, proof)
-    return current
+    if signature_path is None:
+        raise click.UsageError("--certificate goes with --signature")
+    if bundle_options:
+        raise click.UsageError("--signature verifies ARTIFACT online, without a bundle: drop "
+                               "--bundle, --image, --offline and --witness")
+    if artifact is None:
+        raise click.UsageError("--signature needs ARTIFACT")
+    if key_path is None and cert_path is None:
+        raise click.UsageError("give --key (or --certificate) with --signature")
+    pem = read_public_key(key_path, "--key") if key_path else b""
+    cert = read_public_key(cert_path, "--certificate") if cert_path else None
+    signature = decode_signature(read_file(signature_path, "signature"))
+    digest = file_sha256(artifact)
+    log = selected_log(trust_file, log_url)
+    try:
+        if cert is not None:
+            if pem and public_key_fingerprint_of_pem(cert) != public_key_fingerprint_of_pem(pem):
+                raise CheckFailed("certificate", f"{cert_path} is for another key than {key_path}")
+            pem = cert
+        verified, current = with_client(log.url, lambda c: verify_signature_online(
+            c, log, digest, signature, pem))
+    except CheckFailed as e:
+        if as_json:
+            failure_details(verified=False, check=e.check, reason=e.reason)
+        raise
+    entry = verified.entry
+    if as_json:
+        echo_json({"verified": True, "artifact": str(artifact), "signature": str(signature_path),
+                   "log": log.url, "logID": log.log_id_hex, "logIndex": entry.log_index,
+                   "uuid": entry.uuid, "integratedTime": entry.integrated_time,
+                   "checkpoint": {"treeSize": verified.checkpoint.size,
+                                  "rootHash": verified.checkpoint.root_hash.hex()},
+                   "consistentWith": {"treeSize": current.size,
+                                      "rootHash": current.root_hash.hex()}})
+        return
+    echo(f"Verified OK: {artifact} — signature found in log {log.name} as entry "
+         f"{entry.log_index}, integrated {_utc(entry.integrated_time)}; log consistent up to "
+         f"tree size {current.size}", OK)
+
+
+def _utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def check_witnessed(client: LogClient, log: TrustedLog, old: Checkpoint, index: int,

@@ -125,8 +125,8 @@ async def test_costly_signature_checks_run_on_a_verification_thread(open_log: Op
     d384 = hashlib.sha384(digest).digest()
     assert (await _post(client, proposed_entry("sha384", d384, _ecdsa(p384, "sha384", d384),
                                                spki_pem(p384))))[0] == 201
-    status, answer, _ = await _post(client, proposed_entry("sha384", d384, _ecdsa(p384, "sha384", digest + digest[:16]),
-                                                           spki_pem(p384)))
+    wrong = _ecdsa(p384, "sha384", digest + digest[:16])
+    status, answer, _ = await _post(client, proposed_entry("sha384", d384, wrong, spki_pem(p384)))
     assert status == 400 and "signature does not verify" in answer["message"]
     big = rsa.generate_private_key(65537, 4096)
     signature = big.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
@@ -251,6 +251,7 @@ async def test_rsa_pss_signatures_with_any_salt_length_are_logged(open_log: Open
             digest = hashlib.new(algorithm, os.urandom(16)).digest()
             pss = padding.PSS(mgf=padding.MGF1(h), salt_length=salt)
             signature = key.sign(digest, pss, utils.Prehashed(h))
-            status, answer, _ = await _post(client, proposed_entry(algorithm, digest, signature, spki_pem(key)))
+            proposal = proposed_entry(algorithm, digest, signature, spki_pem(key))
+            status, answer, _ = await _post(client, proposal)
             assert status == 201, (algorithm, salt, answer)
     assert lg.head.state.size == 6

@@ -6,6 +6,8 @@ key (rekor-cli's `logproof` and `verify`, with the verification rekor-cli leaves
   one by a proof to the current signed checkpoint, the smaller one by the proof itself;
 - `find_entry`: the entry that logs a given signature over a given digest (a search by
   digest, then the bodies compared), for verifying without a bundle;
+- `verify_signature_online`: cosign's `verify-blob` without a bundle: that entry, the
+  signature checked with the key as a bundle's would be, and the log proven to extend it;
 - `SeenCheckpoints`: the last checkpoint this client verified, per log, so that each online
   check also proves the log did not rewrite what this client saw before (a split view).
 """
@@ -18,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlog.client.http import LogClient
+from tlog.core.bundle import Bundle, key_hint, tlog_entry_from_rekor
 from tlog.core.checkpoint import Checkpoint
-from tlog.core.entries.hashedrekord import parse_body, public_key_fingerprint_of_pem
+from tlog.core.entries.hashedrekord import KIND, parse_body, public_key_fingerprint_of_pem
 from tlog.core.trusted import TrustedLog
 from tlog.core.verify import (
     CheckFailed,
     VerifiedEntry,
     consistency_proof_hashes,
+    verify_bundle,
     verify_extends,
     verify_log_checkpoint,
     verify_log_entry,
@@ -100,7 +104,10 @@ async def find_entry(client: LogClient, log: TrustedLog, digest: bytes, signatur
     fingerprint = public_key_fingerprint_of_pem(public_key_pem) if public_key_pem else None
     uuids = await client.search(sha256=digest.hex())
     for uuid in reversed(uuids):  # the newest first: a re-logged signature is the same one
-        verified = verify_log_entry(await client.entry_by_uuid(uuid), log)
+        answer = await client.entry_by_uuid(uuid)
+        if _kind_of(answer) not in (KIND, None):
+            continue  # an attestation (dsse, intoto) about the same artifact: not a signature
+        verified = verify_log_entry(answer, log)
         record = parse_body(verified.entry.body)
         if not hmac.compare_digest(record.signature, signature):
             continue
@@ -113,6 +120,29 @@ async def find_entry(client: LogClient, log: TrustedLog, digest: bytes, signatur
     raise CheckFailed("entry", f"the log holds {what}, none with this signature"
                       + (" and key" if fingerprint else ""))
 
+
+
+def _kind_of(answer: object) -> str | None:
+    """The kind of the entry a LogEntry answer carries; None when it cannot be read (the
+    caller's verification then says what is wrong with it)."""
+    try:
+        return tlog_entry_from_rekor(answer).kind
+    except InvalidInput:
+        return None
+
+
+async def verify_signature_online(client: LogClient, log: TrustedLog, digest: bytes,
+                                  signature: bytes, public_key_pem: bytes,
+                                  ) -> tuple[VerifiedEntry, Checkpoint]:
+    """`cosign verify-blob --signature` without a bundle: the pinned log's entry for this
+    signature over the SHA-256 `digest` (find_entry), checked exactly as a bundle holding it
+    would be (the signature with `public_key_pem`, a key or a certificate; the body; SET;
+    inclusion proof; checkpoint), then the log's current checkpoint proven to extend the one
+    the entry was proven against. Returns the verified entry and that current checkpoint."""
+    found = await find_entry(client, log, digest, signature, public_key_pem)
+    bundle = Bundle(digest, signature, key_hint(public_key_pem), found.entry)
+    verified = verify_bundle(bundle, digest, public_key_pem, log)
+    return verified, await prove_extends(client, log, verified.checkpoint)
 
 class SeenCheckpoints:
     """The last checkpoint of a log this client verified, kept as its signed note in a

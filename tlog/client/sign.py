@@ -1,11 +1,11 @@
 """Logging a signature (DESIGN §1 "Signer"): submit it to a log, check the log's answer
 against the pinned log, and bundle it.
 
-What `tlog sign` and `tlog upload` do once they hold a digest, a signature and a public key;
-the CLI only reads files and prints. Nothing the log answers is taken on its word: the
-bundle is built from the answer and then verified like any other bundle (tlog.core.verify:
-SET, inclusion proof, checkpoint, all against the pinned key), so a signer never keeps a
-bundle a verifier would refuse.
+What `tlog sign` and `tlog upload` do once they hold a digest, a signature and a public key
+(or, for `upload --entry`, a proposed entry of any kind); the CLI only reads files and
+prints. Nothing the log answers is taken on its word: the bundle is built from the answer
+and then verified like any other bundle (tlog.core.verify: SET, inclusion proof, checkpoint,
+all against the pinned key), so a signer never keeps a bundle a verifier would refuse.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass
 
 from tlog.client.http import LogClient
-from tlog.core.bundle import Bundle, bundle_from_log_entry
+from tlog.core.bundle import Bundle, bundle_from_log_entry, tlog_entry_from_rekor
 from tlog.core.entries.hashedrekord import parse_request, proposed_entry
 from tlog.core.trusted import TrustedLog
-from tlog.core.verify import CheckFailed, VerifiedEntry, verify_bundle
+from tlog.core.verify import CheckFailed, VerifiedEntry, verify_bundle, verify_tlog_entry
 from tlog.errors import InvalidInput
 
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
@@ -62,6 +62,31 @@ async def submit_signature(client: LogClient, log: TrustedLog, digest: bytes, si
     verified = verify_bundle(bundle, digest, public_key_pem, log, subject=subject)
     return LoggedSignature(bundle, verified, created)
 
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    """Any entry the pinned log holds (`tlog upload --entry`), its answer checked."""
+
+    verified: VerifiedEntry
+    created: bool  # False: the log already held this entry (409); it was fetched instead
+
+
+async def submit_entry(client: LogClient, log: TrustedLog, proposed: dict[str, object]) -> LoggedEntry:
+    """Post a proposed entry of any kind the log supports (rekor-cli's `upload --entry`),
+    passed through as given: the log, not this client, judges the kinds it accepts. Its
+    answer is checked against the pinned `log` like a signature's (SET, inclusion proof,
+    checkpoint), and must record the kind and version proposed."""
+    answer, created = await client.submit(proposed)
+    try:
+        entry = tlog_entry_from_rekor(answer)
+    except InvalidInput as e:
+        raise CheckFailed("entry", f"the log's answer is malformed: {e}") from None
+    asked = (proposed.get("kind"), proposed.get("apiVersion"))
+    if (entry.kind, entry.version) != asked:
+        raise CheckFailed("body", f"the log recorded a {entry.kind} {entry.version} entry, "
+                                  f"not the {asked[0]} {asked[1]} proposed")
+    return LoggedEntry(VerifiedEntry(log, entry, verify_tlog_entry(entry, log)), created)
 
 def decode_signature(data: bytes) -> bytes:
     """A signature file's bytes: base64 text (cosign sign-blob) or raw (openssl dgst -sign).

@@ -160,7 +160,8 @@ async def _load_or_create_key(config: LogConfig, storage_factory: StorageFactory
             await probe.close()
     if meta:
         raise StartupError(
-            f"{config.data_dir} holds the database of log {meta.get('origin')} (logID "
+            f"{config.data_dir if config.database is None else 'the database'} holds log "
+            f"{meta.get('origin')} (logID "
             f"{meta.get('log_id')}) but not its key: restore {path} from a backup; a new "
             f"key cannot sign for this log, so none was created")
     key = LogKey.generate(config.key_type)
