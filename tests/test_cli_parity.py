@@ -96,3 +96,108 @@ def test_verify_entry_catches_a_log_that_rewrote_what_this_client_saw(home: Path
     state.write_text(json.dumps({"checkpoint": forged.decode()}))
     out = fails(run(home, "verify-entry", "--log-index", "0", "--state", state), "consistency")
     assert "different roots" in out
+
+
+def test_sign_output_signature_then_verify_it_online(home: Path, tmp_path: Path) -> None:
+    """cosign's sign-blob --output-signature and verify-blob --signature: no bundle needed,
+    the entry is found in the log and checked there."""
+    (home / "d.txt").write_text("d\n")
+    signed = json_out(run(home, "sign", "--key", "me.key", "d.txt", "--output-signature", "d.sig",
+                          "--json"))
+    assert signed["signature"] == "d.sig" and signed["bundle"] == "d.txt.bundle.json"
+    bundle = json.loads((home / "d.txt.bundle.json").read_text())
+    assert (home / "d.sig").read_text() == bundle["messageSignature"]["signature"]  # base64
+    got = json_out(run(home, "verify", "--signature", "d.sig", "--key", "me.pub", "d.txt", "--json"))
+    assert got["verified"] and got["logIndex"] == signed["logIndex"] and got["uuid"] == signed["uuid"]
+    assert got["consistentWith"]["treeSize"] >= got["checkpoint"]["treeSize"] > got["logIndex"]
+    (home / "d.txt.bundle.json").unlink()  # nothing of the bundle is used
+    assert "Verified OK: d.txt" in ok(run(home, "verify", "--signature", "d.sig", "--key", "me.pub",
+                                          "d.txt")).stdout
+    (tmp_path / "d.txt").write_text("tampered\n")
+    fails(run(home, "verify", "--signature", "d.sig", "--key", "me.pub", tmp_path / "d.txt"),
+          "entry:", "no entry for sha256:")
+    other = SigningKey.generate("ecdsa-p256")
+    (home / "other.pub").write_bytes(other.public_pem())
+    fails(run(home, "verify", "--signature", "d.sig", "--key", "other.pub", "d.txt"),
+          "none with this signature and key")
+    failed = json.loads(run(home, "verify", "--signature", "d.sig", "--key", "other.pub", "d.txt",
+                            "--json").stdout)
+    assert failed["ok"] is False and failed["check"] == "entry"
+    assert run(home, "verify", "--signature", "d.sig", "--key", "me.pub", "d.txt",
+               "--offline").exit_code == 2
+
+
+def test_verify_signature_with_the_certificate_that_was_logged(server: Server, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .org_ca import OrgCA
+
+    ca = OrgCA.create()
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = ca.issue(key.public_key(), email="alice@example.com", issuer="https://issuer.example")
+    (tmp_path / "me.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "me.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "f").write_text("f\n")
+    ok(run(tmp_path, "trust", "add", server.url))
+    ok(run(tmp_path, "sign", "--key", "me.key", "--certificate", "me.crt", "f",
+           "--output-signature", "f.sig", "--output-certificate", "out.crt"))
+    assert (tmp_path / "out.crt").read_bytes() == (tmp_path / "me.crt").read_bytes()
+    got = json_out(run(tmp_path, "verify", "--signature", "f.sig", "--certificate", "out.crt", "f",
+                       "--json"))
+    assert got["verified"]
+    other = SigningKey.generate("ecdsa-p256")
+    (tmp_path / "other.pub").write_bytes(other.public_pem())
+    fails(run(tmp_path, "verify", "--signature", "f.sig", "--certificate", "out.crt", "--key",
+              "other.pub", "f"), "certificate:", "another key")
+    assert run(tmp_path, "sign", "--key", "me.key", "f", "--output-certificate", "x.crt",
+               "--force").exit_code == 2  # no --certificate to write
+
+
+def test_sign_keeps_an_existing_bundle_unless_forced(home: Path) -> None:
+    (home / "e.txt").write_text("e\n")
+    first = json_out(run(home, "sign", "--key", "me.key", "e.txt", "--json"))
+    before = (home / "e.txt.bundle.json").read_bytes()
+    size = json_out(run(home, "info", "--json"))["treeSize"]
+    fails(run(home, "sign", "--key", "me.key", "e.txt"), "e.txt.bundle.json already exists",
+          "--force")
+    assert (home / "e.txt.bundle.json").read_bytes() == before
+    assert json_out(run(home, "info", "--json"))["treeSize"] == size  # nothing was logged
+    again = json_out(run(home, "sign", "--key", "me.key", "e.txt", "--force", "--json"))
+    assert again["logIndex"] > first["logIndex"]
+    helptext = ok(run(home, "sign", "--help")).stdout
+    assert "TLOG_PASSWORD" in helptext and "COSIGN_PASSWORD" in helptext
+    assert "standard input" in helptext
+
+
+def test_upload_entry_posts_a_proposed_entry_as_is(home: Path) -> None:
+    from tlog.core.entries.hashedrekord import proposed_entry
+
+    key = SigningKey.from_pem((home / "me.key").read_bytes(), None)
+    digest = hashlib.sha256(b"an entry made elsewhere\n").digest()
+    proposed = proposed_entry("sha256", digest, key.sign_digest(digest), key.public_pem())
+    (home / "entry.json").write_text(json.dumps(proposed))
+    up = json_out(run(home, "upload", "--entry", "entry.json", "--json"))
+    assert up["kind"] == "hashedrekord" and up["created"] is True
+    got = json_out(run(home, "get", "--uuid", up["uuid"], "--json"))
+    (entry,) = got.values()
+    assert entry["logIndex"] == up["logIndex"]
+    again = ok(run(home, "upload", "--entry", "entry.json")).stdout
+    assert again.startswith("Already logged a hashedrekord 0.0.1 entry as entry "
+                            f"{up['logIndex']}")
+    proposed["spec"]["signature"]["content"] = base64.b64encode(b"\x30\x00").decode()
+    (home / "bad.json").write_text(json.dumps(proposed))
+    fails(run(home, "upload", "--entry", "bad.json"))  # the log's refusal, one line
+    (home / "notjson.json").write_text("{")
+    fails(run(home, "upload", "--entry", "notjson.json"), "is not JSON")
+    assert run(home, "upload", "--entry", "entry.json", "--artifact", "a.txt").exit_code == 2
+
+
+def test_a_private_key_given_to_verify_is_refused_before_anything_is_sent(home: Path) -> None:
+    for args in (("verify", "--key", "me.key", "a.txt"),
+                 ("verify-entry", "--artifact", "a.txt", "--signature", "b.sig",
+                  "--public-key", "me.key"),
+                 ("search", "--public-key", "me.key")):
+        line = fails(run(home, *args), "me.key is a private key", "nothing was sent")
+        assert "left your machine" not in line
