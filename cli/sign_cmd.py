@@ -91,10 +91,10 @@ def sign(artifact: Path | None, key_path: Path, image: str | None, bundle_path: 
         raise click.UsageError("-a and --recursive sign an image in its registry: drop --bundle")
     subject = subject_of(artifact, image)
     outputs = Outputs(bundle_path or subject.default_bundle, signature_out, cert_out)
-    if not force:
-        outputs.refuse_overwrite()
     log = selected_log(trust_file, log_url)
     key = load_signing_key(key_path)
+    if not force:  # after the key's errors, which are what a person is fixing
+        outputs.refuse_overwrite()
     logged_key = key.public_pem()
     if cert_path is not None:
         logged_key = _signing_certificate(cert_path, chain_path, logged_key)

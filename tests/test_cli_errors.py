@@ -52,8 +52,8 @@ def test_network_failure_is_one_line(home: Path, tmp_path: Path) -> None:
     # Pinned without the network (key and name given), the log is still down:
     ok(tlog("trust", "add", dead, "--log-key", tmp_path / "log.pub", "--name", "dead.example",
             "--trust", trust))
-    fails(tlog("sign", "--key", home / "me.key", home / "a.txt", "--trust", trust,
-               env={"TLOG_PASSWORD": "pw"}), f"cannot reach the log at {dead}")
+    fails(tlog("sign", "--key", home / "me.key", home / "a.txt", "--bundle", tmp_path / "a.json",
+               "--trust", trust, env={"TLOG_PASSWORD": "pw"}), f"cannot reach the log at {dead}")
     fails(tlog("info", "--trust", trust), "cannot reach the log")
 
 

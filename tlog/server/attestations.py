@@ -6,7 +6,7 @@ Rekor's counterpart is its attestation storage (`--attestation_storage_bucket`, 
 the payload hash, served as `LogEntry.attestation.data`). Here: one file per attestation in
 DATA_DIR/attestations/, named by the hex SHA-256 its entry's body records (`envelopeHash`,
 `payloadHash`), so a reader checks what it gets against the body the log signed. Written
-before the entry is sequenced (a file whose entry never lands is harmless, and a duplicate
+before the entry is sequenced and fsync'd (a file whose entry never lands is harmless, and a duplicate
 writes the same bytes), read when an entry is served.
 """
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 from pathlib import Path
+
+from tlog.files import write_atomically
 
 _NAME = re.compile(r"[0-9a-f]{64}")
 
@@ -43,9 +44,9 @@ class AttestationStore:
         if path.exists():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        # fsync'd before the entry is sequenced, so an acknowledged entry's attestation
+        # survives a crash as its entry does.
+        write_atomically(path, data)
 
     async def get(self, name: str) -> bytes | None:
         """The kept bytes, None if there are none (or they do not hash to `name`)."""
