@@ -17,26 +17,33 @@ import click
 from cli.common import json_option, log_url_option, selected_log, trust_option
 from cli.main import main
 from cli.monitor_cmd import EXIT_FORK, ProgressBar, state_option
+from cli.terminal import FAILED, OK, echo
 
 EXIT_FAILED = EXIT_FORK
 
 
-def render(rep: Any) -> str:
-    from tlog.audit.tilesync import b64
-
-    lines = [f"audit of {rep.origin} ({rep.log_url}) at tree size {rep.size}"]
+def render(rep: Any) -> list[tuple[str, str | None]]:
+    """The report a person reads, line by line with a style (cli.terminal): a fork first,
+    since it is what the rest of the report means; the root only if this run compared it."""
+    lines: list[tuple[str, str | None]] = [
+        (f"audit of {rep.origin} ({rep.log_url}) at tree size {rep.size}", None)]
+    lines += [(f"  FORK ALERT: {f.detail}", FAILED) for f in rep.failures if f.kind == "fork"]
     resumed = f" (resumed at {rep.resumed_from})" if rep.resumed_from else ""
-    lines.append(f"  entries checked this run: {rep.entries_checked}{resumed}; "
-                 f"tiles compared: {rep.tiles_checked}")
-    lines.append(f"  root {'matches' if rep.root_matches else 'DOES NOT MATCH'} the signed "
-                 f"checkpoint ({b64(rep.root)})")
+    lines.append((f"  entries checked this run: {rep.entries_checked}{resumed}; "
+                  f"tiles compared: {rep.tiles_checked}", None))
+    if not rep.root_compared:
+        lines.append(("  root not compared: the audit stopped at the failure below", None))
+    elif rep.root_matches:
+        lines.append((f"  root matches the signed checkpoint ({rep.root.hex()})", None))
+    else:
+        lines.append((f"  root DOES NOT MATCH the signed checkpoint ({rep.root.hex()})", FAILED))
     if rep.failure_count:
-        lines.append(f"  FAILURES: {rep.failure_count}")
-        lines += [f"    {f}" for f in rep.failures]
+        lines.append((f"  FAILURES: {rep.failure_count}", FAILED))
+        lines += [(f"    {f}", None) for f in rep.failures]
         if rep.failure_count > len(rep.failures):
-            lines.append(f"    … and {rep.failure_count - len(rep.failures)} more")
-    lines.append("  result: " + ("OK" if rep.ok else "FAILED"))
-    return "\n".join(lines)
+            lines.append((f"    … and {rep.failure_count - len(rep.failures)} more", None))
+    lines.append(("  result: OK", OK) if rep.ok else ("  result: FAILED", FAILED))
+    return lines
 
 
 @main.command()
@@ -64,5 +71,9 @@ def audit(log_url: str | None, trust_file: Path | None, state_file: Path | None,
         sys.exit(130)
     finally:
         bar.close()
-    click.echo(json.dumps(rep.to_json(), sort_keys=True) if as_json else render(rep))
+    if as_json:
+        click.echo(json.dumps(rep.to_json(), sort_keys=True))
+    else:
+        for line, style in render(rep):
+            echo(line, style)
     sys.exit(0 if rep.ok else EXIT_FAILED)

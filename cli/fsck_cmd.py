@@ -44,6 +44,7 @@ def render(rep: FsckReport) -> str:
                 lines.append(f"    … and {n - len(listed)} more {kind} faults")
     if not rep.complete:
         lines.append("  the check stopped early: the database could not be read to the end")
+    lines += [f"  note: {note}" for note in rep.notes]
     lines.append("  result: " + ("OK" if rep.ok else "FAILED"))
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "logproof": "cli.log_cmd", "verify-entry": "cli.log_cmd",
     "keygen": "cli.keys_cmd", "monitor": "cli.monitor_cmd", "get": "cli.query_cmd",
     "info": "cli.query_cmd", "search": "cli.query_cmd", "serve": "cli.serve_cmd",
+    "migrate": "cli.migrate_cmd",
     "sign": "cli.sign_cmd", "upload": "cli.sign_cmd", "trust": "cli.trust_cmd",
     "verify": "cli.verify_cmd", "witness": "cli.witness_cmd",
 }

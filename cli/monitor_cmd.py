@@ -8,6 +8,7 @@ Exit status: 0 all checks passed; 1 an error (network, configuration, log errors
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from cli import terminal
 from cli.common import log_url_option, selected_log, trust_option
 from cli.main import main
 
@@ -30,7 +32,11 @@ PROGRESS_THRESHOLD = 1024
 
 
 class ProgressBar:
-    """A rich progress bar on stderr, shown only on a terminal and for long catch-ups."""
+    """A rich progress bar on stderr, shown only on a terminal and for long catch-ups.
+
+    Transient: stopped, it leaves nothing on the screen. While it is drawn, lines go through
+    its own Console (`echo`), which prints them above the bar: a line written to the
+    terminal past rich would land in the middle of the bar and stay there."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -41,12 +47,11 @@ class ProgressBar:
         if self._progress is None:
             if total < PROGRESS_THRESHOLD or not sys.stderr.isatty():
                 return
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             self._progress = Progress("[progress.description]{task.description}", BarColumn(),
                                       MofNCompleteColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=True)
+                                      console=terminal.console(err=True), transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=total)
         self._progress.update(self._task, completed=done, total=total)
@@ -56,6 +61,15 @@ class ProgressBar:
             self._progress.stop()
             self._progress = None
 
+    def echo(self, text: str, style: str | None = None, *, err: bool = False) -> None:
+        """Print a line (cli.terminal.echo), above the bar while it is drawn. A line for
+        standard output goes there too when that is the same terminal; to a pipe or a file
+        it goes as usual (the bar is not in it)."""
+        if self._progress is not None and (err or terminal.is_terminal()):
+            terminal.echo(text, style, err=err, via=self._progress.console)
+        else:
+            terminal.echo(text, style, err=err)
+
 
 def state_option(kind: str, what: str) -> Callable[[Any], Any]:
     return click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -63,14 +77,17 @@ def state_option(kind: str, what: str) -> Callable[[Any], Any]:
                         f"~/.local/state/tlog/{kind}-<log name>.json.")
 
 
-def emitter(as_json: bool) -> Callable[[dict[str, Any]], None]:
+def emitter(as_json: bool, bar: ProgressBar) -> Callable[[dict[str, Any]], None]:
+    """Print each event (through `bar`, which may be drawn): a JSON line with --json, else
+    the lines describe() makes, alerts and errors in red on standard error."""
     def emit(event: dict[str, Any]) -> None:
+        alarm = event["event"] in ("fork", "error")
         if as_json:
-            click.echo(json.dumps(event, sort_keys=True))
+            bar.echo(json.dumps(event, sort_keys=True))
             if event["event"] == "error":  # on stderr too, as every command's errors
-                click.echo(describe(event), err=True)
+                bar.echo(describe(event), terminal.FAILED, err=True)
         else:
-            click.echo(describe(event), err=event["event"] in ("fork", "error"))
+            bar.echo(describe(event), terminal.FAILED if alarm else None, err=alarm)
     return emit
 
 
@@ -95,7 +112,8 @@ def describe(e: dict[str, Any]) -> str:
         else:
             what = f"size {e['size']}, unchanged"
         cosigned = f"; cosigned by {', '.join(e['witnesses'])}" if e["witnesses"] else ""
-        return f"{e['origin']}: {what}; root {e['rootHash']}{cosigned}"
+        root = base64.b64decode(e["rootHash"]).hex()  # hex for people, as every command shows
+        return f"{e['origin']}: {what}; root {root}{cosigned}"
     if kind == "match":
         by = f" signed by watched key {e['watchedKey']}" if "watchedKey" in e else ""
         return (f"MATCH {e['origin']} entry {e['index']} (uuid {e['uuid']}): "
@@ -112,7 +130,7 @@ def describe(e: dict[str, Any]) -> str:
 
 
 async def _loop(log: Any, state_path: Path, options: Any, interval: float | None,
-                emit: Callable[[dict[str, Any]], None]) -> int:
+                emit: Callable[[dict[str, Any]], None], bar: ProgressBar) -> int:
     from tlog.audit.monitor import ForkAlert, WitnessQuorumError, monitor_round
     from tlog.errors import TlogError
 
@@ -123,7 +141,6 @@ async def _loop(log: Any, state_path: Path, options: Any, interval: float | None
     stopping = asyncio.ensure_future(stop.wait())
     try:
         while True:
-            bar = ProgressBar(f"reading {log.name}")
             round_ = asyncio.ensure_future(monitor_round(log, state_path, options, emit, bar))
             await asyncio.wait({round_, stopping}, return_when=asyncio.FIRST_COMPLETED)
             bar.close()
@@ -196,5 +213,6 @@ def monitor(log_url: str | None, trust_file: Path | None, state_file: Path | Non
         witnesses=verifiers,
         min_witnesses=(1 if verifiers else 0) if min_witnesses is None else min_witnesses)
     state_path = state_file or default_state_path("monitor", log.name)
-    code = asyncio.run(_loop(log, state_path, options, interval, emitter(as_json)))
+    bar = ProgressBar(f"reading {log.name}")
+    code = asyncio.run(_loop(log, state_path, options, interval, emitter(as_json, bar), bar))
     sys.exit(code)

@@ -84,17 +84,18 @@ def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Pa
     if as_json:
         echo_json(answer)
         return
-    from tlog.core.entries.hashedrekord import parse_body
+    from tlog.core.entries import read_body
 
-    record = parse_body(e.body)
+    record = read_body(e.body)  # any kind: checked by checked_entry
     when = datetime.fromtimestamp(e.integrated_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    key = "certificate" if record.is_certificate else "public key"
     rows = [
         ("uuid", e.uuid),
         ("integrated", f"{when} ({e.integrated_time})"),
         ("kind", f"{e.kind} {e.version}"),
-        ("artifact", record.artifact_key()),
-        (key, "SHA256:" + record.public_key_fingerprint().hex()),
+        *(("artifact", a) for a in record.artifact_keys[:1] if not record.details),
+        *record.details,
+        *(("certificate" if s.is_certificate else "public key", "SHA256:" + s.fingerprint.hex())
+          for s in record.signers),
         ("verified", f"SET, inclusion proof in tree size {verified.checkpoint.size}, "
                      "checkpoint signed by the pinned key"),
     ]

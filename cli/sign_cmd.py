@@ -93,11 +93,11 @@ def sign(artifact: Path | None, key_path: Path, image: str | None, bundle_path: 
     outputs = Outputs(bundle_path or subject.default_bundle, signature_out, cert_out)
     log = selected_log(trust_file, log_url)
     key = load_signing_key(key_path)
-    if not force:  # after the key's errors, which are what a person is fixing
-        outputs.refuse_overwrite()
     logged_key = key.public_pem()
     if cert_path is not None:
         logged_key = _signing_certificate(cert_path, chain_path, logged_key)
+    if not force:  # after the key's and certificate's errors, which a person is fixing
+        outputs.refuse_overwrite()
     algorithm = key.digest_algorithm  # the key's: a P-384 key signs a sha384 digest
     signature = key.sign_digest(subject.digest(algorithm), algorithm)
     _log_and_write(log, subject, algorithm, signature, logged_key, outputs, as_json)

@@ -56,7 +56,8 @@ def test_a_cosign_key_signs_with_cosign_password(home: Path, label: str) -> None
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     write_key_pair(home, "cosign", key, cosign_seal(der, b"cosign pw", label=label))
-    sign_and_verify(home, "cosign.key", "cosign.pub", {"COSIGN_PASSWORD": "cosign pw"}, "c.json")
+    sign_and_verify(home, "cosign.key", "cosign.pub", {"COSIGN_PASSWORD": "cosign pw"},
+                    f"c-{label.replace(' ', '-')}.json")  # one bundle per label: sign keeps one
     # TLOG_PASSWORD comes first when both are set.
     fails(tlog("sign", "--key", "cosign.key", "a.txt", "--trust", home / "trust.json",
                env={"TLOG_PASSWORD": "other", "COSIGN_PASSWORD": "cosign pw"}, cwd=home),

@@ -10,6 +10,7 @@ and another frontend takes over; a restart of them all keeps the tree.
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -25,8 +26,8 @@ from tlog.files import write_private
 
 from . import pg_support
 from .storage_contract import fill
-from .support import Signer, check_log_entry
-from .test_serve import free_port, start, stop, wait_ready
+from .support import OpenLog, Signer, check_log_entry
+from .test_serve import TLOG, free_port, start, stop, wait_ready
 
 URL = "https://log.example.org"
 
@@ -193,15 +194,13 @@ async def test_killing_the_leader_under_load_loses_no_acknowledged_entry(
             port = (a, b)[(n + i) % 2]
             if port not in frontends.procs:
                 port = survivor
-            import time
-            t = time.monotonic()
             try:
                 status, entry = await submit(http, port, signers[n].proposed())
-            except (aiohttp.ClientError, TimeoutError) as e:
-                print("ERR", port == survivor, time.monotonic() - t, repr(e))
-                continue
-            if time.monotonic() - t > 1:
-                print("SLOW", port == survivor, time.monotonic() - t, status)  # the killed frontend's connections: not acknowledged
+            except (aiohttp.ClientError, TimeoutError):
+                if port == leader:
+                    continue  # the killed frontend's connections: not acknowledged
+                raise
+            assert status == 201 or port == leader, entry
             if status == 201:
                 uuid, e = check_log_entry(entry, pub)
                 acked[uuid] = e["logIndex"]
@@ -211,8 +210,6 @@ async def test_killing_the_leader_under_load_loses_no_acknowledged_entry(
         await asyncio.sleep(0.02)
     frontends.kill(leader)
     await load
-    print(frontends.stop(survivor)[-5000:])
-    return
     assert len(acked) > 60
     # The survivor leads now, and holds every acknowledged entry at its index.
     assert await role(http, survivor) == "leader"
@@ -236,3 +233,35 @@ async def test_restarting_every_frontend_keeps_the_tree(frontends: Frontends,
     assert (after["treeSize"], after["rootHash"]) == (before["treeSize"], before["rootHash"]) == (
         6, before["rootHash"])
     assert (await submit(http, port, signer.proposed()))[0] == 201
+
+
+async def test_migration_from_sqlite_preserves_roots_and_entries(
+        tmp_path: Path, dsn: str, open_log: OpenLog, signer: Signer, frontends: Frontends,
+        http: aiohttp.ClientSession) -> None:
+    data = tmp_path / "sqlite"
+    lg, client = await open_log(data_dir=data, batch_ms=0)
+    uuids = []
+    for _ in range(5):
+        r = await client.post("/api/v1/log/entries", json=signer.proposed())
+        assert r.status == 201
+        uuids.append(next(iter(await r.json())))
+    size, root = lg.head.state.size, lg.head.root
+    await lg.close()
+    out = subprocess.run([*TLOG, "migrate", "--from", str(data), "--to", dsn], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and f"copied {size} entries" in out.stdout and root.hex() in out.stdout, out
+    # Served from PostgreSQL with the same key: the same tree, each entry at its index, and a
+    # second migration into the same database is refused.
+    port = await frontends.start(key=data / "log.key", url=lg.config.public_url)
+    info = await json_get(http, port, "/api/v1/log")
+    assert (info["treeSize"], info["rootHash"]) == (size, root.hex())
+    for i, uuid in enumerate(uuids):
+        got = await json_get(http, port, f"/api/v1/log/entries/{uuid}")
+        assert check_log_entry(got, lg.public_key)[1]["logIndex"] == i
+    async with http.post(f"http://127.0.0.1:{port}/api/v1/index/retrieve", json={"publicKey": {
+            "format": "x509", "content": base64.b64encode(signer.pem).decode()}}) as r:
+        assert sorted(await r.json()) == sorted(uuids)
+    assert (await submit(http, port, signer.proposed()))[0] == 201
+    again = subprocess.run([*TLOG, "migrate", "--from", str(data), "--to", dsn], capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode != 0 and "already holds a log" in again.stderr + again.stdout

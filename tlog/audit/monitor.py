@@ -38,7 +38,8 @@ from tlog.client.http import LogAPIError, LogClient
 from tlog.core.checkpoint import Checkpoint, verify_checkpoint
 from tlog.core.compact import CompactRange
 from tlog.core.cosignature import CosignatureVerifier, cosigned_by
-from tlog.core.entries.hashedrekord import parse_body, public_key_fingerprint_of_pem
+from tlog.core.entries import read_body
+from tlog.core.entries.hashedrekord import public_key_fingerprint_of_pem
 from tlog.core.merkle import leaf_hash, verify_consistency
 from tlog.core.note import parse_note
 from tlog.core.trusted import TrustedLog
@@ -100,22 +101,29 @@ class Watchlist:
             return []
         events = []
         for i, body in enumerate(bodies):
+            # Any kind (tlog.core.entries): a hashedrekord's artifact digest; a dsse or
+            # intoto entry's payload and envelope hashes (not its in-toto subjects, which
+            # only the kept envelope holds: `tlog search --sha256` finds those); its signers.
             try:
-                entry = parse_body(body)
+                entry = read_body(body)
             except InvalidInput:
-                continue  # not a hashedrekord: nothing a key or digest could match
+                continue  # no kind the log knows: nothing a key or digest could match
             why = []
-            fingerprint = entry.public_key_fingerprint()
-            if fingerprint in self.keys:
+            watched = [s.fingerprint for s in entry.signers if s.fingerprint in self.keys]
+            if watched:
                 why.append("key")
-            if entry.algorithm == "sha256" and entry.digest.hex() in self.sha256:
+            artifacts = [a for a in entry.artifact_keys
+                         if a.startswith("sha256:") and a[7:] in self.sha256]
+            if artifacts:
                 why.append("sha256")
             if why:
+                fingerprint = (watched or [entry.signers[0].fingerprint])[0]
                 events.append({"event": "match", "origin": origin, "index": first_index + i,
                                "uuid": leaf_hash(body).hex(), "matched": why,
-                               "artifact": entry.artifact_key(),
+                               "entryKind": entry.kind,
+                               "artifact": (artifacts or list(entry.artifact_keys))[0],
                                "publicKeySha256": fingerprint.hex(),
-                               **({"watchedKey": self.keys[fingerprint]} if "key" in why else {})})
+                               **({"watchedKey": self.keys[fingerprint]} if watched else {})})
         return events
 
 

@@ -26,6 +26,7 @@ from tlog.core.bundle import Bundle, TlogEntry, tlog_entry_from_rekor
 from tlog.core.checkpoint import Checkpoint, verify_checkpoint
 from tlog.core.checks import CheckFailed as CheckFailed  # re-exported: callers import it here
 from tlog.core.cosignature import CosignatureVerifier, cosigned_by
+from tlog.core.entries import read_body
 from tlog.core.entries.hashedrekord import (
     API_VERSION,
     KIND,
@@ -113,7 +114,13 @@ def verify_log_entry(log_entry: object, log: TrustedLog) -> VerifiedEntry:
         entry = tlog_entry_from_rekor(log_entry)
     except InvalidInput as e:
         raise CheckFailed("entry", f"the log's answer is malformed: {e}") from None
-    _check_body(entry)
+    try:  # any kind the log accepts (tlog.core.entries), matching its kindVersion
+        stored = read_body(entry.body)
+    except InvalidInput as e:
+        raise CheckFailed("body", str(e).removeprefix("body: ")) from None
+    if (stored.kind, stored.api_version) != (entry.kind, entry.version):
+        raise CheckFailed("body", f"the body is a {stored.kind} {stored.api_version} entry, the "
+                                  f"answer says {entry.kind} {entry.version}")
     return VerifiedEntry(log, entry, verify_tlog_entry(entry, log))
 
 

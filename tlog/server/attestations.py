@@ -50,8 +50,12 @@ class AttestationStore:
 
     async def get(self, name: str) -> bytes | None:
         """The kept bytes, None if there are none (or they do not hash to `name`)."""
+        return await asyncio.to_thread(self.read, name)
+
+    def read(self, name: str) -> bytes | None:
+        """`get`, blocking: for offline readers (`tlog fsck`)."""
         try:
-            data = await asyncio.to_thread(self._path(name).read_bytes)
+            data = self._path(name).read_bytes()
         except (OSError, ValueError):
             return None
         return data if hashlib.sha256(data).hexdigest() == name else None

@@ -240,6 +240,7 @@ class ClusterSequencer(Sequencer):
             return
         if max(idx for _, idx, _ in rows) >= self.head.state.size:
             await self.refresh_head()
+            self._pending_event.set()  # a leader catches up between batches (_drain_once)
         assert self._pool is not None
         async with self._pool.acquire() as conn:
             await conn.execute("DELETE FROM pending_done WHERE id = ANY($1::bigint[])",
@@ -249,12 +250,13 @@ class ClusterSequencer(Sequencer):
             if fut is not None and not fut.done() and idx < self.head.state.size:
                 fut.set_result(Outcome(idx, duplicate))
 
-    async def refresh_head(self) -> None:
+    async def refresh_head(self, *, leading: bool = False) -> None:
         """Follow the database's latest checkpoint: reload the tree when it is newer than
         the head served (never older: a frontend never serves a checkpoint older than one it
-        served), and check that its tiles give the signed root."""
-        if self.is_leader:
-            return  # the leader's head is the last batch it committed
+        served), and check that its tiles give the signed root. The leader's head is the
+        last batch it committed: it reloads only when told (`leading`), between batches."""
+        if self.is_leader and not leading:
+            return
         async with self._refresh_lock:
             latest = await self.pg.latest_checkpoint()
             if latest is None or latest.size <= self.head.state.size:
@@ -332,7 +334,17 @@ class ClusterSequencer(Sequencer):
             log.warning("this frontend (%s) no longer sequences the log", self.name)
 
     async def _drain_once(self) -> bool:
-        """Sequence one batch of pending rows; False when there were none."""
+        """Sequence one batch of pending rows; False when there were none.
+
+        First, catch up: the previous leader's last COMMIT may reach PostgreSQL after its
+        lock was dropped (both sessions close when it dies, in no set order), so the tree
+        this leader loaded can be one batch behind. Its next batch would be refused (entry
+        indexes and checkpoint sizes are unique: no fork), but the submitters of that late
+        batch would wait for a head that never comes."""
+        latest = await self.pg.latest_checkpoint()
+        if latest is not None and latest.size != self.head.state.size:
+            await self.refresh_head(leading=True)
+            self.guard = CheckpointGuard(self.key, self.origin, self.head.state.size, self.head.root)
         async with self.pg.reader() as r:
             rows = await r.fetch("SELECT id, body, leaf_hash, event_key, search_keys FROM pending "
                                  "ORDER BY id LIMIT $1", self.batch_size)

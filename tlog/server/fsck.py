@@ -12,7 +12,9 @@ and the checkpoints are read side by side with SQLite cursors, so memory stays b
 
 What is checked, and against what:
 - entries: contiguous 0..n-1 for the latest checkpoint's size n, none beyond it; every body
-  a canonical hashedrekord v0.0.1 (DESIGN §2) whose signature verifies.
+  canonical for its kind (tlog.core.entries.read_body: hashedrekord, dsse, intoto) and its
+  signatures verifying — for dsse and intoto, whose bodies hold hashes of what was signed,
+  with the envelope or payload kept in DATA_DIR/attestations/ (a note where it is absent).
 - tiles (C2SP tlog-tiles): level-0 hashes are the entries' RFC 6962 leaf hashes; a hash at
   level L ≥ 1 is a fault only if it matches neither the tree rebuilt from the entries nor
   the stored tile below it, so one wrong hash is reported once, at the tile that holds it;
@@ -21,10 +23,13 @@ What is checked, and against what:
   the entries at its size (RFC 9162 §2.1.1), and each consistent with the previous one by
   an RFC 9162 §2.1.4 proof built from the rebuilt tree.
 - leaf_index: exactly one row per entry with its leaf hash's prefix, and one with its
-  signing-event key's where it has one (a high-s ECDSA signature, NewEntry.event_key);
+  signing-event key's where it has one (a high-s ECDSA signature, NewEntry.event_key) —
+  required from schema version 2 on (tlog.server.storage.migrations): a database of
+  version 1 gets them when `tlog serve` first opens it, and fsck only notes that;
   search_index: exactly the artifact and public-key rows of every entry, nothing else
   (tlog.server.storage.sqlite).
-- meta (log_id matches the key, origin, schema) and SQLite's own `PRAGMA integrity_check`.
+- meta (log_id matches the key, origin, a schema version this code knows) and SQLite's
+  own `PRAGMA integrity_check`.
 
 Where the entries and the level-0 tiles disagree, the leaf index (a third copy of each
 leaf hash's prefix) says which one changed, and checkpoints are also compared with the
@@ -43,30 +48,25 @@ from typing import Any
 
 from tlog.core.checkpoint import Checkpoint, validate_origin, verify_checkpoint
 from tlog.core.compact import root_from_leaf_hashes
-from tlog.core.entries.hashedrekord import (
-    HashedRekord,
-    event_key,
-    parse_body,
-    public_key_fingerprint_of_pem,
-    verify_signature,
-)
+from tlog.core.entries import read_body
+from tlog.core.entries.stored import StoredBody
 from tlog.core.keys import LogKey, LogPublicKey
 from tlog.core.merkle import HASH_SIZE, leaf_hash, verify_consistency
 from tlog.core.note import parse_note
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, tile_width_at
 from tlog.core.tilestate import TileWrite, TreeState
 from tlog.errors import InvalidInput, TlogError, VerificationError
-from tlog.server.layout import DB_FILE, KEY_FILE
-from tlog.server.storage.base import key_prefix, search_key
-from tlog.server.storage.sqlite import SCHEMA_VERSION
+from tlog.server.attestations import AttestationStore
+from tlog.server.layout import ATTESTATIONS_DIR, DB_FILE, KEY_FILE
+from tlog.server.storage.base import StorageError, key_prefix, search_key
+from tlog.server.storage.migrations import EVENT_KEYS
+from tlog.server.storage.sqlite import SCHEMA_VERSION, schema_version
 from tlog.server.tree import TileTree
 
 Progress = Callable[[int, int], None]  # (leaves checked, tree size)
 
 # Faults listed per kind; more are counted, not listed.
 MAX_LISTED = 50
-# Distinct signing keys whose fingerprints are remembered (CI signers repeat).
-_FINGERPRINT_CACHE = 4096
 # Stand-in for a leaf hash nothing records (entry and tile hash both missing).
 _UNKNOWN = b"\0" * HASH_SIZE
 
@@ -104,6 +104,8 @@ class FsckReport:
     complete: bool = True  # False if the database could not be read to the end
     faults: list[Fault] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # What is not a fault but limits the check or asks the operator to act (an old schema).
+    notes: list[str] = field(default_factory=list)
 
     def add(self, kind: str, where: str, detail: str) -> None:
         listed = self.counts.get(kind, 0)
@@ -134,7 +136,8 @@ class FsckReport:
                 "checkpointsUnchecked": self.checkpoints_unchecked,
                 "faultCount": self.fault_count, "faultCounts": dict(self.counts),
                 "faults": [{"kind": f.kind, "where": f.where, "detail": f.detail}
-                           for f in self.faults]}
+                           for f in self.faults],
+                "notes": list(self.notes)}
 
 
 def check_data_dir(path: Path, *, progress: Progress | None = None,
@@ -162,7 +165,8 @@ def check_data_dir(path: Path, *, progress: Progress | None = None,
     pub = _log_key(data, log_key, report)
     conn = _open_read_only(db)
     try:
-        _Check(conn, report, pub, log_key is not None, signatures, progress).run()
+        _Check(conn, report, pub, log_key is not None, signatures, progress,
+               AttestationStore(data / ATTESTATIONS_DIR)).run()
     finally:
         conn.close()
     return report
@@ -429,8 +433,11 @@ class _Check:
     """One fsck run over an open database: state shared by the streaming passes."""
 
     def __init__(self, conn: sqlite3.Connection, report: FsckReport, pub: LogPublicKey | None,
-                 pinned: bool, signatures: bool, progress: Progress | None) -> None:
+                 pinned: bool, signatures: bool, progress: Progress | None,
+                 attestations: AttestationStore) -> None:
         self.conn = conn
+        self.attestations = attestations
+        self.unverified = 0  # attestation entries whose kept envelope or payload is absent
         self.report = report
         self.pub = pub
         self.pinned = pinned
@@ -446,7 +453,8 @@ class _Check:
         self.unknown_from: int | None = None  # first leaf neither entry nor tile records
         self.last: _Signed | None = None
         self.foreign: tuple[int, int, int, str] | None = None  # first, last size, count, origin
-        self._fingerprints: dict[bytes, bytes] = {}
+        # Does the schema version promise every event key's leaf-index row (`meta`)?
+        self.event_keys = True
 
     def run(self) -> None:
         try:
@@ -473,8 +481,7 @@ class _Check:
     def meta(self) -> None:
         self.phase = "reading meta"
         meta = dict(self.conn.execute("SELECT key, value FROM meta"))
-        if meta.get("schema") != SCHEMA_VERSION:
-            self.report.add("meta", "schema", f"expected {SCHEMA_VERSION!r}, found {meta.get('schema')!r}")
+        self.schema(meta)
         origin = meta.get("origin")
         try:
             validate_origin(origin if isinstance(origin, str) else "")
@@ -496,6 +503,28 @@ class _Check:
                 self.pub = None
         if self.pub is None:
             self.report.checkpoint_signatures_checked = False
+
+    def schema(self, meta: dict[Any, Any]) -> None:
+        """A schema version this code knows. An older one is a note, not a fault: an older
+        tlog wrote it, and `tlog serve` migrates it (tlog.server.storage.migrations); until
+        then, rows its version does not promise are not required."""
+        try:
+            version = schema_version({str(k): str(v) for k, v in meta.items()})
+        except StorageError as e:
+            self.report.add("meta", "schema", str(e))
+            return
+        if version is None:
+            self.report.add("meta", "schema", "missing")
+        elif version > SCHEMA_VERSION:
+            self.report.add("meta", "schema", f"version {version} is newer than this tlog "
+                            f"knows ({SCHEMA_VERSION}): check it with a newer tlog")
+        elif version < SCHEMA_VERSION:
+            self.event_keys = version >= EVENT_KEYS
+            unchecked = "" if self.event_keys else (
+                " (until then the signing-event keys of its older entries are not all in "
+                "the leaf index, and are not checked)")
+            self.report.notes.append(f"schema {version}: run `tlog serve` once to migrate it "
+                                     f"to schema {SCHEMA_VERSION}{unchecked}")
 
     # -- the log, in order ------------------------------------------------------------------
     def log(self) -> None:
@@ -535,6 +564,10 @@ class _Check:
         for row in self.checkpoints.rest():  # only if the check stopped early above
             self.checkpoint(row)
         self.foreign_origin(-1, None)
+        if self.unverified:
+            self.report.notes.append(
+                f"{self.unverified} dsse/intoto entries' signatures not checked: their envelope "
+                f"or payload is not in {ATTESTATIONS_DIR}/ (the body holds only its hash)")
         if self.unknown_from is None and self.entries.state.size == size:
             self.report.root = self.entries.state.root()
 
@@ -596,36 +629,43 @@ class _Check:
         self.report.entries_checked += 1
         body = _as_bytes(rows[0][1])
         h = leaf_hash(body)
-        entry = self.body(index, body, rows[0][1])
+        entry, subjects = self.body(index, body, rows[0][1])
         agrees = tile_hash is None or tile_hash == h
         if not agrees:
             assert tile_hash is not None
             self.leaf_mismatch(index, h, tile_hash, prefixes)
         # The event key of a body that verifies and is the logged one; else it is unknown
         # (what was logged is not there to say), and one more row is not a fault.
-        event = event_key(entry) if entry is not None and agrees else None
+        event = entry.event_key() if entry is not None and agrees else None
         self.leaf_index(index, h, tile_hash, prefixes, event, entry is not None and agrees)
         if entry is not None and agrees:
-            self.search_index(index, entry, keys)
+            self.search_index(index, entry, subjects, keys)
         return h
 
-    def body(self, index: int, body: bytes, stored: object) -> HashedRekord | None:
-        """The parsed entry if its body is canonical and its signature verifies."""
+    def body(self, index: int, body: bytes,
+             stored: object) -> tuple[StoredBody | None, tuple[str, ...] | None]:
+        """The parsed entry if its body is canonical for its kind and its signatures verify
+        (or cannot be checked: no kept attestation), with the search keys only its kept
+        attestation gives (in-toto subjects; None where unknown)."""
         where = f"entry {index}"
         if not isinstance(stored, bytes):
             self.report.add("body", where, f"stored as {type(stored).__name__}, not a blob")
         try:
-            entry = parse_body(body)
+            entry = read_body(body)
         except InvalidInput as e:
             self.report.add("body", where, str(e))
-            return None
-        if self.signatures:
-            try:
-                verify_signature(entry)
-            except InvalidInput as e:
-                self.report.add("signature", where, str(e))
-                return None
-        return entry
+            return None, None
+        if not self.signatures:
+            return entry, () if entry.attestation_key is None else None
+        kept = None if entry.attestation_key is None else self.attestations.read(entry.attestation_key)
+        try:
+            subjects = entry.verify(kept)
+        except InvalidInput as e:
+            self.report.add("signature", where, str(e))
+            return None, None
+        if subjects is None:
+            self.unverified += 1
+        return entry, subjects
 
     def leaf_mismatch(self, index: int, h: bytes, tile_hash: bytes, prefixes: list[object]) -> None:
         """The entry's leaf hash is not the level-0 tile's: the leaf index, a third record
@@ -643,7 +683,7 @@ class _Check:
         """Exactly one row with the prefix of the leaf hash (of the entry's, or of the
         stored one where the two differ: that is reported above), and one with the prefix
         of its signing-event key if it has one (`event`, as the sequencer stored it; if
-        not `event_known`, any one more row)."""
+        not `event_known`, any one more row) — optional before schema version 2."""
         accepted = {key_prefix(h)} | ({key_prefix(tile_hash)} if tile_hash is not None else set())
         good = [x for x in prefixes if x in accepted]
         event_prefix = None if event is None else key_prefix(event)
@@ -653,7 +693,8 @@ class _Check:
         leaf_row = f"prefix {_prefix_hex(key_prefix(h))}"
         event_row = None if event_prefix is None else f"event-key prefix {_prefix_hex(event_prefix)}"
         missing = ([] if good else [leaf_row]) + \
-            ([event_row] if event_row is not None and event_prefix not in prefixes else [])
+            ([event_row] if event_row is not None and event_prefix not in prefixes
+             and self.event_keys else [])
         problems = []
         if not prefixes:
             problems.append(f"no row (expected {' and '.join(missing)})")
@@ -668,21 +709,25 @@ class _Check:
         if problems:
             self.report.add("leaf_index", f"entry {index}", "; ".join(problems))
 
-    def search_index(self, index: int, entry: HashedRekord, keys: list[object]) -> None:
-        """Exactly the artifact row and the public-key row (tlog.server.log.Log.admit)."""
-        pem = entry.public_key_pem
-        fingerprint = self._fingerprints.get(pem)
-        if fingerprint is None:
-            if len(self._fingerprints) >= _FINGERPRINT_CACHE:
-                self._fingerprints.clear()
-            fingerprint = self._fingerprints[pem] = public_key_fingerprint_of_pem(pem)
-        expected = {search_key("a", entry.artifact_key().encode()): f"artifact {entry.artifact_key()}",
-                    search_key("k", fingerprint): f"public key {fingerprint.hex()}"}
+    def search_index(self, index: int, entry: StoredBody, subjects: tuple[str, ...] | None,
+                     keys: list[object]) -> None:
+        """Exactly the artifact rows and the public-key rows (tlog.server.log.Log.admit).
+
+        The artifact rows of a dsse or intoto entry include its in-toto subjects' digests,
+        which its body does not hold: with the kept envelope or payload (`subjects`) they
+        are re-derived and checked like the rest; without it (absent, or --no-signatures)
+        the body's own keys must still have their rows, and any further row is taken for a
+        subject's — fsck cannot tell a wrong or missing subject row then."""
+        expected = {search_key("a", a.encode()): f"artifact {a}"
+                    for a in (*entry.artifact_keys, *(subjects or ()))}
+        expected |= {search_key("k", s.fingerprint): f"public key {s.fingerprint.hex()}"
+                     for s in entry.signers}
         found = set(keys)
         problems = [f"no row for {what} (key {_prefix_hex(k)})"
                     for k, what in expected.items() if k not in found]
-        problems += [f"unexpected row with key {_prefix_hex(k)}" for k in sorted(
-            found - expected.keys(), key=str)]
+        if subjects is not None:
+            problems += [f"unexpected row with key {_prefix_hex(k)}" for k in sorted(
+                found - expected.keys(), key=str)]
         if problems:
             self.report.add("search_index", f"entry {index}", "; ".join(problems))
 

@@ -34,7 +34,7 @@ from tlog.files import DirLock, write_private
 from tlog.server.attestations import AttestationStore
 from tlog.server.bundles import Bundle, BundleCache
 from tlog.server.cluster import ClusterSequencer
-from tlog.server.layout import KEY_FILE
+from tlog.server.layout import ATTESTATIONS_DIR, KEY_FILE
 from tlog.server.limits import MAX_SEARCH_RESULTS
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Admitted, Published, Sequenced, Sequencer
@@ -193,7 +193,7 @@ class Log:
         self._verifier = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="tlog-verify")
         self._verifying = 0  # costly signature checks running or waiting for a thread
         self._lock: DirLock | None = None
-        self.attestations = AttestationStore(config.data_dir / "attestations")
+        self.attestations = AttestationStore(config.data_dir / ATTESTATIONS_DIR)
 
     @classmethod
     async def open(cls, config: LogConfig, *, storage_factory: StorageFactory | None = None) -> Log:
@@ -290,11 +290,11 @@ class Log:
             if isinstance(storage, PostgresStorage) and not config.read_only:
                 seq = ClusterSequencer(storage, key, origin, head, batch_size=config.batch_size,
                                        max_pending=config.max_pending, metrics=metrics,
-                                       event_key_of=hashedrekord.event_key_of_body)
+                                       event_key_of=entries.event_key_of_body)
             else:
                 seq = Sequencer(storage, key, origin, head, batch_size=config.batch_size,
                                 batch_ms=config.batch_ms, max_pending=config.max_pending,
-                                metrics=metrics, event_key_of=hashedrekord.event_key_of_body)
+                                metrics=metrics, event_key_of=entries.event_key_of_body)
         except BaseException:
             await storage.close()
             raise

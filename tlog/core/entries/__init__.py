@@ -9,7 +9,9 @@ that must understand a stored body whatever its kind (search confirmation, dedup
 Each kind gives, for a request: a submission with `costly` and `verify()` (the signature
 checks, perhaps on a thread) and `event_key()`; the verified entry's canonical body, its
 artifact keys (`<algorithm>:<hex>`) and signer key fingerprints, which the search index
-stores. For a stored body: the values a search confirms candidates with (`indexed_values`).
+stores. For a stored body: the values a search confirms candidates with (`indexed_values`),
+and everything else a reader needs (`read_body`: tlog.core.entries.stored.StoredBody —
+signers, signature checks, the signing-event key), so readers hold no per-kind code.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from tlog.core.entries import dsse, hashedrekord, intoto
+from tlog.core.entries.stored import StoredBody, StoredSigner
+from tlog.core.merkle import leaf_hash
 from tlog.errors import InvalidInput
 
 
@@ -78,6 +82,20 @@ def _hashedrekord_values(body: bytes) -> tuple[tuple[str, ...], tuple[bytes, ...
     return None if values is None else ((values[0],), (values[1],))
 
 
+def _hashedrekord_read(body: bytes) -> StoredBody:
+    """A stored hashedrekord body (`hashedrekord.parse_body`): everything is in the body,
+    so `verify` needs no kept attestation."""
+    entry, material = hashedrekord._parse_body(body)
+
+    def check(kept: bytes | None) -> tuple[str, ...]:
+        hashedrekord.verify_signature(entry)
+        return ()
+
+    return StoredBody(hashedrekord.KIND, hashedrekord.API_VERSION, (entry.artifact_key(),),
+                      (StoredSigner(entry.signature, material),), (), None, check,
+                      lambda: hashedrekord._event_key(entry, material.key))
+
+
 @dataclass(frozen=True)
 class Kind:
     """One entry kind of the registry."""
@@ -92,16 +110,18 @@ class Kind:
     attestation: bool  # its requests carry envelopes: the larger request-size limit
     # The hex SHA-256 naming what the log keeps beside a stored body (`Entry.attestation`).
     attestation_key: Callable[[bytes], str | None]
+    # A stored body, strictly parsed (InvalidInput if it is not canonical).
+    read_body: Callable[[bytes], StoredBody]
 
 
 KINDS: Final[tuple[Kind, ...]] = (
     Kind(hashedrekord.KIND, hashedrekord.API_VERSION,
          lambda obj: _HashedRekordSubmission(hashedrekord.check_request(obj)),
-         _hashedrekord_values, True, False, lambda body: None),
+         _hashedrekord_values, True, False, lambda body: None, _hashedrekord_read),
     Kind(dsse.KIND, dsse.API_VERSION, dsse.check_request, dsse.indexed_values, False, True,
-         dsse.attestation_key),
+         dsse.attestation_key, dsse.read_body),
     Kind(intoto.KIND, intoto.API_VERSION, intoto.check_request, intoto.indexed_values,
-         False, True, intoto.attestation_key),
+         False, True, intoto.attestation_key, intoto.read_body),
 )
 _BY_NAME: Final = {(k.kind, k.api_version): k for k in KINDS}
 SUPPORTED: Final = ", ".join(f"{k.kind} {k.api_version}" for k in KINDS)
@@ -152,3 +172,33 @@ def indexed_values(body: bytes) -> tuple[tuple[str, ...], tuple[bytes, ...], boo
         return None
     values = kind.indexed_values(body)
     return None if values is None else (*values, kind.confirms_every_artifact)
+
+
+def read_body(body: bytes) -> StoredBody:
+    """A stored body of any kind the log knows, strictly parsed (`Kind.read_body`);
+    InvalidInput naming what is wrong, or that no kind reads it."""
+    kind = stored_kind(body)
+    if kind is None:  # not laid out canonically: say so if it still names a known kind
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            raise InvalidInput("body: not valid JSON") from None
+        if isinstance(doc, dict):
+            kind = _BY_NAME.get((doc.get("kind"), doc.get("apiVersion")))  # type: ignore[arg-type]
+        if kind is None:
+            raise InvalidInput(f"body: not an entry of a kind this log accepts ({SUPPORTED})")
+    return kind.read_body(body)
+
+
+def event_key_of_body(body: bytes) -> bytes:
+    """The signing-event key a stored body records, whatever its kind (the sequencer's
+    dedupe; `StoredBody.event_key`): its leaf hash where it has none or does not parse."""
+    kind = stored_kind(body)
+    if kind is None:
+        return leaf_hash(body)
+    # Off the hot path: the sequencer asks only for stored bodies a submission's own event
+    # does not explain (an ECDSA twin, or an 8-byte index prefix collision).
+    try:
+        return kind.read_body(body).event_key() or leaf_hash(body)
+    except InvalidInput:
+        return leaf_hash(body)

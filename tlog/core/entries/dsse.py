@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from tlog.core.digests import DIGESTS
 from tlog.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, parse_envelope_json
 from tlog.core.entries import hashedrekord
+from tlog.core.entries.stored import StoredBody, StoredSigner, attestation_event_key
 from tlog.errors import InvalidInput, PayloadTooLarge
 
 KIND: Final = "dsse"
@@ -52,12 +53,8 @@ _HASHES: Final[Mapping[str, type[hashes.HashAlgorithm]]] = {
 _HEX: Final = re.compile(r"[0-9a-f]+")
 
 
-@dataclass(frozen=True)
-class Signer:
-    """One envelope signature and the verifier that checked it (normalized PEM)."""
-
-    signature: bytes
-    material: hashedrekord._KeyMaterial
+# One envelope signature and the verifier that checked it: what a stored body records.
+Signer = StoredSigner
 
 
 @dataclass(frozen=True)
@@ -228,23 +225,31 @@ class DsseSubmission:
         signers = self.verifiers.pair()
         payload_hash = hashlib.sha256(self.verifiers.envelope.payload).digest()
         envelope_hash = hashlib.sha256(self.envelope_text.encode("utf-8")).digest()
-        body = canonical_json({
-            "apiVersion": API_VERSION, "kind": KIND,
-            "spec": {
-                "envelopeHash": {"algorithm": "sha256", "value": envelope_hash.hex()},
-                "payloadHash": {"algorithm": "sha256", "value": payload_hash.hex()},
-                "signatures": [
-                    {"signature": sig, "verifier": pem} for sig, pem in sorted(
-                        (_b64(s.signature), _b64(s.material.pem)) for s in signers)],
-            },
-        })
+        body = _body(payload_hash, envelope_hash, signers)
         fingerprints = tuple(dict.fromkeys(s.material.fingerprint for s in signers))
         return DsseEntry(check_body_size(body), payload_hash, envelope_hash, self.subjects,
                          fingerprints, self.envelope_text.encode("utf-8"))
 
     def event_key(self) -> bytes | None:
-        """None: a dsse entry is deduplicated by its canonical body, as Rekor does."""
-        return None
+        """The signing event (tlog.core.entries.stored): an ECDSA twin of a signature, in
+        whatever envelope text, is the same event and a 409."""
+        env = self.verifiers.envelope
+        return attestation_event_key(KIND, hashlib.sha256(env.payload).digest(),
+                                     self.verifiers.materials, env.signatures)
+
+
+def _body(payload_hash: bytes, envelope_hash: bytes, signers: Sequence[Signer]) -> bytes:
+    """The canonical body (see the module doc), from admission and from `read_body`."""
+    return canonical_json({
+        "apiVersion": API_VERSION, "kind": KIND,
+        "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": envelope_hash.hex()},
+            "payloadHash": {"algorithm": "sha256", "value": payload_hash.hex()},
+            "signatures": [
+                {"signature": sig, "verifier": pem} for sig, pem in sorted(
+                    (_b64(s.signature), _b64(s.material.pem)) for s in signers)],
+        },
+    })
 
 
 def canonical_json(doc: dict[str, Any]) -> bytes:
@@ -311,6 +316,64 @@ def attestation_key(body: bytes) -> str | None:
     """The hex `envelopeHash` of a stored dsse body: the name of its kept envelope."""
     values = indexed_values(body)
     return None if values is None else values[0][1].removeprefix("sha256:")
+
+
+def read_body(body: bytes) -> StoredBody:
+    """A stored dsse body, parsed strictly: it must be exactly what admission writes for
+    the values it holds (`_body`), else InvalidInput. Its signatures verify only with the
+    kept envelope (`StoredBody.verify`): the body records the envelope's hash, not it."""
+    try:
+        spec = json.loads(body)["spec"]
+        payload_hash = bytes.fromhex(spec["payloadHash"]["value"])
+        envelope_hash = bytes.fromhex(spec["envelopeHash"]["value"])
+        pairs = [(s["signature"], s["verifier"]) for s in spec["signatures"]]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise InvalidInput("body: not a dsse v0.0.1 body (payloadHash, envelopeHash, "
+                           "signatures[].signature/verifier)") from None
+    signers = tuple(stored_signer(sig, pem, f"spec.signatures[{i}].signature",
+                                  f"spec.signatures[{i}].verifier")
+                    for i, (sig, pem) in enumerate(pairs))
+    if _body(payload_hash, envelope_hash, signers) != body:
+        raise InvalidInput("body: not in canonical form (RFC 8785 JSON of the dsse entry, "
+                           "signatures sorted, keys normalized)")
+
+    def check(kept: bytes | None) -> tuple[str, ...] | None:
+        if kept is None:
+            return None
+        if hashlib.sha256(kept).digest() != envelope_hash:
+            raise InvalidInput("the kept envelope does not hash to the body's envelopeHash")
+        env = parse_envelope_json(kept, "kept envelope")
+        if hashlib.sha256(env.payload).digest() != payload_hash:
+            raise InvalidInput("the kept envelope's payload does not hash to payloadHash")
+        if sorted(env.signatures) != sorted(s.signature for s in signers):
+            raise InvalidInput("the kept envelope's signatures are not the body's")
+        verify_stored(signers, env)
+        return subject_keys(env, "kept envelope")
+
+    return StoredBody(
+        KIND, API_VERSION,
+        (f"sha256:{payload_hash.hex()}", f"sha256:{envelope_hash.hex()}"), signers,
+        (("payload hash", f"sha256:{payload_hash.hex()}"),
+         ("envelope hash", f"sha256:{envelope_hash.hex()}")),
+        envelope_hash.hex(), check,
+        lambda: attestation_event_key(KIND, payload_hash, (s.material for s in signers),
+                                      (s.signature for s in signers)))
+
+
+def stored_signer(signature: str, pem: str, sig_path: str, key_path: str) -> StoredSigner:
+    """One recorded signature (base64) and its key (base64 of a normalized PEM)."""
+    material = hashedrekord.load_key(hashedrekord._decode_base64(pem, key_path), key_path,
+                                     pure_eddsa=True)
+    return StoredSigner(hashedrekord._decode_base64(signature, sig_path), material)
+
+
+def verify_stored(signers: Sequence[StoredSigner], envelope: Envelope) -> None:
+    """Each recorded signature over the envelope's PAE with its recorded key."""
+    message = envelope.pae()
+    for i, s in enumerate(signers):
+        if not verify_pae_signature(s.material, s.signature, message):
+            raise InvalidInput(f"signature {i} does not verify over the envelope's DSSE PAE "
+                               "with its recorded key")
 
 
 def spec_of(obj: object, kind: str, version: str) -> Mapping[str, object]:

@@ -238,7 +238,7 @@ def parse_body(body: bytes) -> HashedRekord:
     return _parse_body(body)[0]
 
 
-def _parse_body(body: bytes) -> tuple[HashedRekord, PublicKeyTypes]:
+def _parse_body(body: bytes) -> tuple[HashedRekord, _KeyMaterial]:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise InvalidInput(f"body: expected bytes, got {type(body).__name__}")
     raw = bytes(body)
@@ -256,7 +256,7 @@ def _parse_body(body: bytes) -> tuple[HashedRekord, PublicKeyTypes]:
         raise InvalidInput(
             "body: not in canonical form (RFC 8785 JSON of the normalized entry, DESIGN §2)"
         )
-    return entry, material.key
+    return entry, material
 
 
 def verify_signature(entry: HashedRekord) -> None:
@@ -284,10 +284,10 @@ def event_key_of_body(body: bytes) -> bytes:
     valid signature). A body that does not parse has no twin: its leaf hash.
     """
     try:
-        entry, key = _parse_body(body)
+        entry, material = _parse_body(body)
     except InvalidInput:
         return leaf_hash(body)
-    return _event_key(entry, key) or leaf_hash(body)
+    return _event_key(entry, material.key) or leaf_hash(body)
 
 
 def event_key(entry: HashedRekord) -> bytes | None:

@@ -23,7 +23,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,8 +35,11 @@ from tlog.core.entries.dsse import (
     check_body_size,
     check_verifiers,
     spec_of,
+    stored_signer,
     subject_keys,
+    verify_stored,
 )
+from tlog.core.entries.stored import StoredBody, StoredSigner, attestation_event_key
 from tlog.errors import InvalidInput
 
 KIND: Final = "intoto"
@@ -93,32 +96,81 @@ class IntotoSubmission:
         signers = self.verifiers.pair()
         by_signature = {s.signature: s.material for s in signers}
         payload_hash = hashlib.sha256(env.payload).digest()
-        signatures = []
-        for sig, keyid, material in zip(env.signatures, self.keyids, self.verifiers.materials,
-                                        strict=True):
+        for sig, material in zip(env.signatures, self.verifiers.materials, strict=True):
             if by_signature[sig] is not material and by_signature[sig].der != material.der:
                 raise InvalidInput(f"{_ENVELOPE}.signatures: a signature verifies with another "
                                    "signature's publicKey, not its own")
-            signatures.append({
-                **({"keyid": keyid} if keyid else {}),
-                "publicKey": _b64(material.pem),
-                "sig": _b64(_b64(sig).encode("ascii")),
-            })
-        body = canonical_json({
-            "apiVersion": API_VERSION, "kind": KIND,
-            "spec": {"content": {
-                "envelope": {"payloadType": env.payload_type, "signatures": signatures},
-                "hash": {"algorithm": "sha256", "value": self.envelope_hash},
-                "payloadHash": {"algorithm": "sha256", "value": payload_hash.hex()},
-            }},
-        })
+        body = _body(env.payload_type, self.keyids,
+                     [StoredSigner(s, m) for s, m in zip(env.signatures, self.verifiers.materials,
+                                                         strict=True)],
+                     self.envelope_hash, payload_hash)
         fingerprints = tuple(dict.fromkeys(m.fingerprint for m in self.verifiers.materials))
         return IntotoEntry(check_body_size(body), payload_hash, self.subjects, fingerprints,
                            env.payload)
 
     def event_key(self) -> bytes | None:
-        """None: deduplicated by its canonical body, as Rekor does."""
-        return None
+        """The signing event (tlog.core.entries.stored), as for dsse: an ECDSA twin is a 409."""
+        env = self.verifiers.envelope
+        return attestation_event_key(KIND, hashlib.sha256(env.payload).digest(),
+                                     self.verifiers.materials, env.signatures)
+
+
+def _body(payload_type: str, keyids: Sequence[str], signers: Sequence[StoredSigner],
+          envelope_hash: str, payload_hash: bytes) -> bytes:
+    """The canonical body (see the module doc), from admission and from `read_body`."""
+    return canonical_json({
+        "apiVersion": API_VERSION, "kind": KIND,
+        "spec": {"content": {
+            "envelope": {"payloadType": payload_type, "signatures": [
+                {**({"keyid": keyid} if keyid else {}), "publicKey": _b64(s.material.pem),
+                 "sig": _b64(_b64(s.signature).encode("ascii"))}
+                for keyid, s in zip(keyids, signers, strict=True)]},
+            "hash": {"algorithm": "sha256", "value": envelope_hash},
+            "payloadHash": {"algorithm": "sha256", "value": payload_hash.hex()},
+        }},
+    })
+
+
+def read_body(body: bytes) -> StoredBody:
+    """A stored intoto body, parsed strictly (exactly what `_body` writes for its values,
+    else InvalidInput). Its signatures verify only with the kept payload."""
+    try:
+        content = json.loads(body)["spec"]["content"]
+        env = content["envelope"]
+        payload_type = env["payloadType"]
+        envelope_hash = content["hash"]["value"]
+        payload_hash = bytes.fromhex(content["payloadHash"]["value"])
+        keyids = [s.get("keyid", "") for s in env["signatures"]]
+        # `sig` is base64 of the signature's base64 text: unwrap the outer layer (the
+        # rebuilt body, compared below, rules out any non-canonical encoding).
+        signers = tuple(
+            stored_signer(hashedrekord._decode_base64(s["sig"], f"{where}.sig").decode("ascii"),
+                          s["publicKey"], f"{where}.sig", f"{where}.publicKey")
+            for i, s in enumerate(env["signatures"])
+            for where in (f"{_ENVELOPE}.signatures[{i}]",))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise InvalidInput("body: not an intoto v0.0.2 body") from None
+    if not isinstance(payload_type, str) or not isinstance(envelope_hash, str) or \
+            _body(payload_type, keyids, signers, envelope_hash, payload_hash) != body:
+        raise InvalidInput("body: not in canonical form (RFC 8785 JSON of the intoto entry, "
+                           "keys normalized)")
+
+    def check(kept: bytes | None) -> tuple[str, ...] | None:
+        if kept is None:
+            return None
+        if hashlib.sha256(kept).digest() != payload_hash:
+            raise InvalidInput("the kept payload does not hash to the body's payloadHash")
+        envelope = Envelope(kept, payload_type, tuple(s.signature for s in signers))
+        verify_stored(signers, envelope)
+        return subject_keys(envelope, "kept payload")
+
+    return StoredBody(
+        KIND, API_VERSION, (f"sha256:{payload_hash.hex()}",), signers,
+        (("payload type", payload_type), ("payload hash", f"sha256:{payload_hash.hex()}"),
+         ("envelope hash", f"sha256:{envelope_hash} (as the client gave it)")),
+        payload_hash.hex(), check,
+        lambda: attestation_event_key(KIND, payload_hash, (s.material for s in signers),
+                                      (s.signature for s in signers)))
 
 
 def check_request(obj: object) -> IntotoSubmission:

@@ -13,14 +13,20 @@ Tables:
 - `leaf_index`, `search_index`: 8-byte hash prefixes → index (8-byte keys keep the index
   near 20 bytes an entry; callers confirm candidates against the full body). The leaf
   index has a second row for an entry with a signing-event key (`NewEntry.event_key`).
-- `meta`: the log's identity (logID, origin) and schema version, written once.
+- `meta`: the log's identity (logID, origin) and schema version, written once; a migration
+  appends a `schema_migrated_to_N` row (`schema_version`).
+
+Schema versions are tlog.server.storage.migrations'; a writable open migrates an older
+database (`_migrate`), a read-only one leaves it as it is.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -41,9 +47,14 @@ from tlog.server.storage.base import (
     key_prefix,
     recover_tree,
 )
+from tlog.server.storage.migrations import CURRENT, EVENT_KEYS, event_key_rows
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = CURRENT
+MIGRATED_TO = "schema_migrated_to_"  # + N: the meta row a migration to version N appends
+MIGRATION_CHUNK = 256  # entries read at a time by a migration (bodies up to MAX_BODY_BYTES)
 READERS = 3  # reader connections (threads)
+
+log = logging.getLogger("tlog.storage")
 
 # (int, bytes) rows as this driver's queries select them: aiosqlite types every row as
 # sqlite3.Row, but with no row_factory set they are plain tuples.
@@ -90,6 +101,73 @@ def _append_only_triggers() -> str:
     return "\n".join(out)
 
 
+def schema_version(meta: Mapping[str, str]) -> int | None:
+    """The schema version a database's meta rows record: the `schema` row written when it
+    was created, raised by each `schema_migrated_to_N` row a migration appended (meta is
+    append-only: a migration adds a row, it never rewrites `schema`). None for a database
+    with no log in it yet; `StorageError` for a version that is not a number."""
+    if "schema" not in meta:
+        return None
+    found = [meta["schema"], *(k[len(MIGRATED_TO):] for k in meta if k.startswith(MIGRATED_TO))]
+    if not all(v.isascii() and v.isdigit() for v in found):
+        raise StorageError(f"unknown schema version in meta: {', '.join(map(repr, found))}")
+    return max(map(int, found))
+
+
+async def _backfill_event_keys(w: aiosqlite.Connection) -> int:
+    """Migration to version 2: the event-key rows of the entries stored before version 2
+    (tlog.server.storage.migrations), read MIGRATION_CHUNK entries at a time. INSERT OR
+    IGNORE: entries written by code that stored event keys before recording version 2
+    have theirs. Returns the number of high-s entries."""
+    found = 0
+    after = -1
+    while rows := list(await w.execute_fetchall(
+            "SELECT idx, body FROM entries WHERE idx > ? ORDER BY idx LIMIT ?", (after, MIGRATION_CHUNK))):
+        keys = event_key_rows(cast(_Rows, rows))
+        await w.executemany("INSERT OR IGNORE INTO leaf_index (prefix, idx) VALUES (?, ?)", keys)
+        found += len(keys)
+        after = rows[-1][0]
+    return found
+
+
+# Version N → the step that brings a database at version N - 1 to it.
+_MIGRATIONS: dict[int, Callable[[aiosqlite.Connection], Awaitable[int]]] = {
+    EVENT_KEYS: _backfill_event_keys,
+}
+
+
+async def _migrate(w: aiosqlite.Connection, path: Path, *, read_only: bool) -> None:
+    """Bring an older database to SCHEMA_VERSION, one step at a time, each step in one
+    transaction with the meta row recording it: a crash (or an error) mid-step leaves the
+    version before it, and the next writable open runs the step again. Read-only, write
+    nothing: the log serves what is stored (only dedupe needs the new rows). A newer
+    version is refused either way: what it stores is unknown to this code."""
+    version = schema_version(dict(cast("Iterable[tuple[str, str]]",
+                                       await w.execute_fetchall("SELECT key, value FROM meta"))))
+    if version is None or version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise StorageError(f"{path.name} has schema version {version}, newer than this tlog "
+                           f"knows ({SCHEMA_VERSION}): upgrade tlog")
+    if read_only:
+        log.info("%s has schema version %d; open it writable (`tlog serve`) once to migrate "
+                    "it to version %d", path, version, SCHEMA_VERSION)
+        return
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        t0 = time.monotonic()
+        await w.execute("BEGIN IMMEDIATE")
+        try:
+            found = await _MIGRATIONS[target](w)
+            await w.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
+                            (f"{MIGRATED_TO}{target}", str(int(time.time()))))
+            await w.execute("COMMIT")
+        except BaseException:
+            await w.execute("ROLLBACK")
+            raise
+        log.info("migrated %s to schema version %d in %.1f s (%d rows derived)",
+                 path, target, time.monotonic() - t0, found)
+
+
 class SqliteStorage:
     """The log's database, a `Storage`. `open` creates it on first use."""
 
@@ -108,26 +186,33 @@ class SqliteStorage:
 
     @classmethod
     async def open(cls, path: Path, *, read_only: bool = False) -> SqliteStorage:
-        """Open (or create) the database; `read_only` creates nothing (`NoStorage` if the
-        file is missing) and refuses every write, even by mistake."""
+        """Open (or create) the database, migrating an older one (`_migrate`); `read_only`
+        creates and migrates nothing (`NoStorage` if the file is missing) and refuses every
+        write, even by mistake."""
         if read_only and not path.is_file():
             raise NoStorage(f"it needs {path.name}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        opened: list[aiosqlite.Connection] = []
         try:
             writer = await aiosqlite.connect(path, isolation_level=None)
+            opened.append(writer)
             await writer.execute("PRAGMA journal_mode=WAL")
             await writer.execute("PRAGMA synchronous=FULL")
             await writer.executescript(_SCHEMA + _append_only_triggers())
             if read_only:
                 await writer.execute("PRAGMA query_only=ON")
-            readers = []
+            await _migrate(writer, path, read_only=read_only)
             for _ in range(READERS):
                 reader = await aiosqlite.connect(path, isolation_level=None)
+                opened.append(reader)
                 await reader.execute("PRAGMA query_only=ON")
-                readers.append(reader)
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot open database {path}: {e}") from e
-        return cls(path, writer, readers)
+        except BaseException as e:
+            for conn in opened:  # a failed open leaves no thread behind
+                await conn.close()
+            if isinstance(e, sqlite3.Error):
+                raise StorageError(f"cannot open database {path}: {e}") from e
+            raise
+        return cls(path, writer, opened[1:])
 
     @classmethod
     async def open_in(cls, data_dir: Path, *, read_only: bool = False) -> SqliteStorage:
@@ -147,7 +232,7 @@ class SqliteStorage:
     async def init_meta(self, values: Mapping[str, str]) -> None:
         """Record the log's identity once, when the log is created."""
         await self._write([("INSERT INTO meta (key, value) VALUES (?, ?)",
-                            [("schema", SCHEMA_VERSION), *values.items()])])
+                            [("schema", str(SCHEMA_VERSION)), *values.items()])])
         fsync_dir(self.path.parent)
 
     async def _write(self, statements: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> None:

@@ -1,0 +1,287 @@
+"""Schema migrations of the SQLite driver (tlog.server.storage.migrations): a database of
+schema version 1 — written before the leaf index held the signing-event keys of high-s
+ECDSA entries (issue 11, item 7) — passes fsck with a note, is left alone by read-only
+opens, is migrated by the first writable one (after which the twin of an old high-s entry
+is a duplicate), and a migration that fails or is killed half-way leaves a database that
+opens and finishes it next time."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from tlog.core import rekor
+from tlog.core.entries import event_key_of_body
+from tlog.core.entries.hashedrekord import parse_request, proposed_entry
+from tlog.core.merkle import leaf_hash
+from tlog.core.tilestate import TreeState
+from tlog.server.fsck import check_data_dir
+from tlog.server.layout import DB_FILE
+from tlog.server.storage.base import StorageError, key_prefix
+from tlog.server.storage.sqlite import MIGRATION_CHUNK, SqliteStorage, schema_version
+
+from .cli_support import tlog
+from .storage_contract import append
+from .support import OpenLog, Signer
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = "/api/v1/log/entries"
+# The group order of P-256 (SEC 2 §2.4.2), written here independently of the code under test.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+NOTE = ("schema 1: run `tlog serve` once to migrate it to schema 2 (until then the "
+        "signing-event keys of its older entries are not all in the leaf index, and are not "
+        "checked)")
+
+
+def signed(signer: Signer, *, high: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A proposal whose signature has a high (or low) s, and its twin: the same signature
+    with the other s."""
+    digest = hashlib.sha256(os.urandom(16)).digest()
+    r, s = utils.decode_dss_signature(
+        signer.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))))
+    if (s > P256_ORDER // 2) != high:
+        s = P256_ORDER - s
+    one, two = (utils.encode_dss_signature(r, x) for x in (s, P256_ORDER - s))
+    return (proposed_entry("sha256", digest, one, signer.pem),
+            proposed_entry("sha256", digest, two, signer.pem))
+
+
+def sql(data: Path, *statements: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run statements on the data directory's database; the rows of the last."""
+    conn = sqlite3.connect(data / DB_FILE, isolation_level=None)
+    try:
+        rows: list[tuple[Any, ...]] = []
+        for statement in statements:
+            rows = conn.execute(statement, params).fetchall()
+        return rows
+    finally:
+        conn.close()
+
+
+def event_rows(data: Path) -> set[tuple[int, int]]:
+    """The (prefix, index) event-key rows the leaf index should hold, by the bodies."""
+    rows = set()
+    for idx, body in sql(data, "SELECT idx, body FROM entries"):
+        key = event_key_of_body(body)
+        if key != leaf_hash(body):
+            rows.add((key_prefix(key), idx))
+    return rows
+
+
+def stored(data: Path) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    """What a migration writes: the meta and leaf-index rows."""
+    return (set(sql(data, "SELECT key, value FROM meta")),
+            set(sql(data, "SELECT prefix, idx FROM leaf_index")))
+
+
+def to_schema_1(data: Path, keep: tuple[int, ...] = ()) -> None:
+    """Make the database what version 1 wrote: no event-key rows (but for the entries in
+    `keep`: code that stored event keys before the version said so), schema "1", no
+    migration recorded. The append-only triggers are dropped to do it; the next open of
+    the driver creates them again."""
+    conn = sqlite3.connect(data / DB_FILE, isolation_level=None)
+    try:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.executemany("DELETE FROM leaf_index WHERE prefix = ? AND idx = ?",
+                         [row for row in event_rows(data) if row[1] not in keep])
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+        conn.execute("DELETE FROM meta WHERE key LIKE 'schema_migrated_to_%'")
+    finally:
+        conn.close()
+
+
+@dataclass
+class OldLog:
+    data: Path
+    twin: dict[str, Any]  # the low-s twin of an old high-s entry that has no event-key row
+    location: str  # that entry's Location
+
+
+@pytest.fixture
+async def old_log(open_log: OpenLog, tmp_path: Path) -> OldLog:
+    """A log of schema version 1, with high-s entries: one whose event-key row was never
+    written, one whose row was (stored by the code of the window between the two), and
+    entries with a low s."""
+    data = tmp_path / "data"
+    lg, client = await open_log(data_dir=data)
+    signer = Signer()
+    locations = []
+    twins = []
+    for high in (True, True, False, False, True):
+        one, two = signed(signer, high=high)
+        r = await client.post(ENTRIES, json=one)
+        assert r.status == 201
+        locations.append(r.headers["Location"])
+        twins.append(two)
+    await lg.close()
+    rows = event_rows(data)
+    assert {idx for _, idx in rows} == {0, 1, 4} and rows <= stored(data)[1]
+    to_schema_1(data, keep=(1,))
+    assert rows & stored(data)[1] == {row for row in rows if row[1] == 1}
+    return OldLog(data, twins[0], locations[0])
+
+
+# -- before the migration ----------------------------------------------------------------------
+
+async def test_fsck_of_a_schema_1_log_notes_the_migration_and_finds_no_fault(old_log: OldLog) -> None:
+    before = stored(old_log.data)
+    rep = check_data_dir(old_log.data)
+    assert rep.ok, rep.faults
+    assert rep.notes == [NOTE] and rep.to_json()["notes"] == [NOTE]
+    result = tlog("fsck", old_log.data)
+    assert result.exit_code == 0, result.output
+    assert f"note: {NOTE}" in result.stdout and "result: OK" in result.stdout
+    assert stored(old_log.data) == before
+    # Still a check: a leaf hash's row missing is a fault at any version.
+    ((prefix,),) = sql(old_log.data, "SELECT prefix FROM leaf_index WHERE idx = 2")
+    sql(old_log.data, "DELETE FROM leaf_index WHERE idx = 2")
+    assert {(f.kind, f.where) for f in check_data_dir(old_log.data).faults} == {("leaf_index", "entry 2")}
+    assert prefix is not None
+
+
+async def test_read_only_opens_write_nothing(open_log: OpenLog, old_log: OldLog) -> None:
+    before = stored(old_log.data)
+    st = await SqliteStorage.open_in(old_log.data, read_only=True)
+    assert schema_version(await st.get_meta()) == 1
+    await st.close()
+    lg, client = await open_log(data_dir=old_log.data, read_only=True)
+    r = await client.get(old_log.location)
+    assert r.status == 200
+    await lg.close()
+    assert stored(old_log.data) == before
+
+
+# -- the migration -----------------------------------------------------------------------------
+
+async def test_serving_migrates_and_the_twin_of_an_old_high_s_entry_is_a_duplicate(
+        open_log: OpenLog, old_log: OldLog) -> None:
+    lg, client = await open_log(data_dir=old_log.data)
+    meta = await lg.storage.get_meta()
+    assert meta["schema"] == "1" and "schema_migrated_to_2" in meta and schema_version(meta) == 2
+    r = await client.post(ENTRIES, json=old_log.twin)
+    assert (r.status, r.headers.get("Location")) == (409, old_log.location)
+    uuid = old_log.location.rsplit("/", 1)[-1]
+    assert old_log.location == rekor.entry_path(uuid)
+    assert f"UUID {uuid} at index 0" in (await r.json())["message"]
+    assert lg.head.state.size == 5
+    await lg.close()
+    assert event_rows(old_log.data) <= stored(old_log.data)[1]
+    rep = check_data_dir(old_log.data)
+    assert rep.ok and rep.notes == [], (rep.faults, rep.notes)
+    # Migrated once: the next open finds version 2 and adds nothing.
+    after = stored(old_log.data)
+    st = await SqliteStorage.open_in(old_log.data)
+    await st.close()
+    assert stored(old_log.data) == after
+
+
+async def test_the_backfill_reads_every_chunk(tmp_path: Path) -> None:
+    """More entries than one chunk of the migration, of every kind of signature."""
+    data = tmp_path / "data"
+    st = await SqliteStorage.open_in(data)
+    await st.init_meta({"log_id": "ab", "origin": "example.org/log"})
+    signer = Signer()
+    bodies = [parse_request(signed(signer, high=i % 3 == 0)[0]).canonical_body()
+              for i in range(2 * MIGRATION_CHUNK + 10)]
+    await append(st, TreeState.empty(), bodies,
+                 events=lambda i: None if i % 3 else event_key_of_body(bodies[i]))
+    await st.close()
+    expected = event_rows(data)
+    assert len(expected) == (2 * MIGRATION_CHUNK + 10 + 2) // 3
+    to_schema_1(data)
+    assert not expected & stored(data)[1]
+    st = await SqliteStorage.open_in(data)
+    assert schema_version(await st.get_meta()) == 2
+    await st.close()
+    assert expected <= stored(data)[1]
+
+
+async def test_a_failed_migration_changes_nothing_and_the_next_open_completes(old_log: OldLog) -> None:
+    before = stored(old_log.data)
+    sql(old_log.data, "CREATE TRIGGER fail BEFORE INSERT ON meta WHEN NEW.key = 'schema_migrated_to_2' "
+                      "BEGIN SELECT RAISE(ABORT, 'the disk is full'); END")
+    with pytest.raises(StorageError, match="the disk is full"):
+        await SqliteStorage.open_in(old_log.data)
+    assert stored(old_log.data) == before  # the rows backfilled before it were rolled back
+    sql(old_log.data, "DROP TRIGGER fail")
+    st = await SqliteStorage.open_in(old_log.data)
+    assert schema_version(await st.get_meta()) == 2
+    await st.close()
+    assert event_rows(old_log.data) <= stored(old_log.data)[1]
+    assert check_data_dir(old_log.data).ok
+
+
+async def test_a_migration_killed_half_way_is_finished_by_the_next_open(old_log: OldLog) -> None:
+    """SIGKILL while the migration's transaction is open (its rows written, a slow
+    statement in the way of its commit): the database opens and migrates next time."""
+    data = old_log.data
+    before = stored(data)
+    sql(data, "CREATE TABLE slow (x INTEGER)",
+        "INSERT INTO slow WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+        "WHERE x < 2000) SELECT x FROM n",
+        "CREATE TRIGGER stall BEFORE INSERT ON meta WHEN NEW.key = 'schema_migrated_to_2' "
+        "BEGIN SELECT count(*) FROM slow a, slow b, slow c; END")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import asyncio, sys; from pathlib import Path; "
+         "from tlog.server.storage.sqlite import SqliteStorage; "
+         "asyncio.run(SqliteStorage.open_in(Path(sys.argv[1])))", str(data)], cwd=ROOT)
+    try:
+        probe = sqlite3.connect(data / DB_FILE, isolation_level=None, timeout=0)
+        deadline = time.monotonic() + 30
+        while True:  # until the migration holds the write lock
+            assert proc.poll() is None and time.monotonic() < deadline
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                break
+            time.sleep(0.01)
+        probe.close()
+        time.sleep(0.3)  # past the backfill (milliseconds), into the stalled commit
+        assert proc.poll() is None
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert stored(data) == before
+    sql(data, "DROP TRIGGER stall", "DROP TABLE slow")
+    st = await SqliteStorage.open_in(data)
+    assert schema_version(await st.get_meta()) == 2
+    await st.close()
+    assert event_rows(data) <= stored(data)[1]
+    assert check_data_dir(data).ok
+
+
+# -- versions ------------------------------------------------------------------------------------
+
+async def test_a_newer_schema_is_refused_and_fsck_reports_it(old_log: OldLog) -> None:
+    await (await SqliteStorage.open_in(old_log.data)).close()  # at version 2, all rows there
+    sql(old_log.data, "INSERT INTO meta (key, value) VALUES ('schema_migrated_to_3', '0')")
+    for read_only in (False, True):
+        with pytest.raises(StorageError, match="schema version 3, newer than this tlog knows"):
+            await SqliteStorage.open_in(old_log.data, read_only=read_only)
+    rep = check_data_dir(old_log.data)
+    assert [(f.kind, f.where, f.detail) for f in rep.faults] == [
+        ("meta", "schema", "version 3 is newer than this tlog knows (2): check it with a newer tlog")]
+
+
+def test_the_schema_version_is_the_creation_one_raised_by_each_migration() -> None:
+    assert schema_version({}) is None
+    assert schema_version({"schema": "1", "origin": "o"}) == 1
+    assert schema_version({"schema": "1", "schema_migrated_to_2": "1700000000"}) == 2
+    with pytest.raises(StorageError, match="unknown schema version"):
+        schema_version({"schema": "one"})
+    with pytest.raises(StorageError, match="unknown schema version"):
+        schema_version({"schema": "1", "schema_migrated_to_x": "0"})

@@ -1,0 +1,47 @@
+"""The versions of what a log's storage holds, and how stored data is brought up to date.
+
+Every driver keeps the same data, so the versions are the same for all of them; each
+records its version its own way (SQLite: `meta` rows, tlog.server.storage.sqlite;
+PostgreSQL: its `schema_version` table) and has its own DDL. The versions:
+
+1. entries, tiles, checkpoints, the leaf index (leaf hashes), the search index, meta.
+2. the leaf index also holds the signing-event key of every entry that has one
+   (`NewEntry.event_key`: a high-s ECDSA hashedrekord signature, issue 11 item 7; an
+   attestation's, tlog.core.entries.stored). A database written before that has none for
+   its old entries, so the same signature with the other s would be logged again:
+   `event_key_rows` derives the missing rows from the stored bodies.
+
+The rule every driver follows:
+- a writable open brings an older database to `CURRENT`: each step, and the record of the
+  version it reaches, in one transaction, so a crash in the middle leaves the version
+  before it and the next open runs the step again (steps only insert rows, and tolerate
+  rows already there: a log served by code that wrote event keys before it recorded
+  version 2 has some);
+- a read-only open never writes: it serves what is stored, and a checker (`tlog fsck`)
+  checks only what the stored version promises;
+- a version newer than `CURRENT` is refused: this code does not know what it promises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from tlog.core.entries import event_key_of_body
+from tlog.core.merkle import leaf_hash
+from tlog.server.storage.base import key_prefix
+
+CURRENT: Final = 2
+EVENT_KEYS: Final = 2  # the first version whose leaf index holds every event key
+
+
+def event_key_rows(entries: Iterable[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    """The (prefix, index) leaf-index rows of the signing-event keys of stored (index,
+    body) entries: the ones `append_batch` writes for a `NewEntry.event_key` (the rows
+    of the migration to version 2), read off the bodies as the dedupe reads them."""
+    rows = []
+    for index, body in entries:
+        key = event_key_of_body(body)
+        if key != leaf_hash(body):
+            rows.append((key_prefix(key), index))
+    return rows
