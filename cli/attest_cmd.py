@@ -94,7 +94,9 @@ def attest(artifacts: tuple[Path, ...], key_path: Path, type_: str, predicate_pa
 
 
 @main.command("verify-attestation")
-@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("artifact", type=click.Path(path_type=Path), required=False)
+@click.option("--image", metavar="REPO@sha256:DIGEST", default=None,
+              help="Verify the attestations about a container image (by digest) instead.")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
               help="The attester's public key (PEM).")
 @click.option("--type", "type_", required=True, metavar="TYPE", help=_TYPE_HELP)
@@ -104,8 +106,9 @@ def attest(artifacts: tuple[Path, ...], key_path: Path, type_: str, predicate_pa
 @log_url_option
 @trust_option
 @json_option
-def verify_attestation(artifact: Path, key_path: Path, type_: str, policy_path: Path | None,
-                       log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
+def verify_attestation(artifact: Path | None, image: str | None, key_path: Path, type_: str,
+                       policy_path: Path | None, log_url: str | None, trust_file: Path | None,
+                       as_json: bool) -> None:
     """Find the attestations about ARTIFACT in the pinned log (by its SHA-256) and verify
     each: signed by --key over the DSSE PAE, ARTIFACT among its subjects, its log entry
     proven in the pinned log (SET, inclusion proof, checkpoint), of predicate type --type,
@@ -113,10 +116,13 @@ def verify_attestation(artifact: Path, key_path: Path, type_: str, policy_path: 
     from tlog.client.attest import find_attestations
     from tlog.core.attestation import parse_policy, predicate_type
     from tlog.core.checks import CheckFailed
+    from tlog.core.image import parse_image_ref
 
+    if (artifact is None) == (image is None):
+        raise click.UsageError("give ARTIFACT or --image, not both")
     ptype = predicate_type(type_)
     policy = None if policy_path is None else parse_policy(read_file(policy_path, "policy"))
-    digest = file_sha256(artifact)
+    digest = file_sha256(artifact) if artifact is not None else parse_image_ref(str(image)).digest
     pem = read_file(key_path, "public key")
     log = selected_log(trust_file, log_url)
     found = with_client(log.url, lambda c: find_attestations(c, log, digest, pem))
@@ -132,8 +138,8 @@ def verify_attestation(artifact: Path, key_path: Path, type_: str, policy_path: 
                         "problems": problems})
     passed = [r for r in results if r["verified"]]
     if as_json:
-        echo_json({"artifact": str(artifact), "sha256": digest.hex(), "predicateType": ptype,
-                   "log": log.url, "verified": bool(passed), "attestations": results})
+        echo_json({"artifact": str(artifact or image), "sha256": digest.hex(),
+                   "predicateType": ptype, "log": log.url, "verified": bool(passed), "attestations": results})
         if not passed:
             click.get_current_context().exit(1)  # one JSON document: this one
         return
@@ -142,7 +148,7 @@ def verify_attestation(artifact: Path, key_path: Path, type_: str, policy_path: 
             state = "OK" if r["verified"] else "FAILED: " + "; ".join(str(p) for p in r["problems"])
             click.echo(f"entry {r['logIndex']} ({r['kind']}): {state}")
     if not passed:
-        reason = (f"no {ptype} attestation about {artifact} in log {log.name} verifies"
+        reason = (f"no {ptype} attestation about {artifact or image} in log {log.name} verifies"
                   + ("" if results else " (none found)"))
         raise CheckFailed("attestation", reason)
-    click.echo(f"Verified OK: {len(passed)} {ptype} attestation(s) about {artifact}")
+    click.echo(f"Verified OK: {len(passed)} {ptype} attestation(s) about {artifact or image}")

@@ -23,16 +23,33 @@ from cli.main import main
               help="Also load a bare aiohttp handler and report our ratio to it.")
 @click.option("--fill", type=click.IntRange(1), default=None,
               help="Instead: append this many signed entries to --data-dir directly (no HTTP).")
+@click.option("--kind", type=click.Choice(["hashedrekord", "dsse"]), default="hashedrekord",
+              show_default=True, help="What to submit: signatures, or DSSE attestations.")
+@click.option("--envelope-kib", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Size of each DSSE envelope (--kind dsse).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="The port of the log the run starts. Default: a free one.")
+@click.option("--log-name", metavar="HOST[:PORT]", default=None,
+              help="The name (checkpoint origin) of the log the run or --fill creates. "
+              "Default: 127.0.0.1:PORT (127.0.0.1:3000 for --fill).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, concurrency: int,
-          calibrate: bool, fill: int | None, as_json: bool) -> None:
+          calibrate: bool, fill: int | None, kind: str, envelope_kib: int, port: int | None,
+          log_name: str | None, as_json: bool) -> None:
     """Benchmark a log: submissions, proofs, tiles, checkpoints (or build one with --fill)."""
+    if log_url and (port or log_name):
+        raise click.UsageError("--port and --log-name are for the log the run starts: drop "
+                               "--log-url")
     if fill is not None:
-        _fill(data_dir, fill, as_json)
+        if port:
+            raise click.UsageError("--fill writes --data-dir directly: drop --port")
+        _fill(data_dir, fill, as_json, log_name)
         return
     from cli.benchrun import run_bench
 
-    result = run_bench(log_url, data_dir, entries, concurrency, reads, calibrate, progress=not as_json)
+    result = run_bench(log_url, data_dir, entries, concurrency, reads, calibrate,
+                       progress=not as_json, kind=kind, envelope_kib=envelope_kib, port=port,
+                       log_name=log_name)
     if as_json:
         click.echo(jsonlib.dumps(result, indent=2))
         return
@@ -47,7 +64,7 @@ def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, 
         click.echo(f"server RSS: max {max(result['rss_mb']):.0f} MB; tree size {result.get('tree_size')}")
 
 
-def _fill(data_dir: Path | None, count: int, as_json: bool) -> None:
+def _fill(data_dir: Path | None, count: int, as_json: bool, name: str | None) -> None:
     import asyncio
     import time
 
@@ -60,7 +77,7 @@ def _fill(data_dir: Path | None, count: int, as_json: bool) -> None:
     t0 = time.monotonic()
     with Progress(disable=as_json, transient=True) as bar:
         task = bar.add_task("appending signed entries", total=count)
-        size = asyncio.run(fill(data_dir, count, progress=lambda k: bar.advance(task, k)))
+        size = asyncio.run(fill(data_dir, count, progress=lambda k: bar.advance(task, k), name=name))
     seconds = time.monotonic() - t0
     if as_json:
         click.echo(jsonlib.dumps({"appended": count, "tree_size": size, "seconds": seconds}))

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import click
 
-from tlog.bench.loadgen import Request, drive, signed_entries
+from tlog.bench.loadgen import Request, drive, signed_entries, signed_envelopes
 from tlog.core.tiles import TileRef
 
 
@@ -129,27 +129,37 @@ async def _calibrate(n: int, c: int, bodies: list[bytes]) -> dict[str, Any]:
 
 
 def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurrency: int,
-              reads: int, calibrate: bool, progress: bool) -> dict[str, Any]:
+              reads: int, calibrate: bool, progress: bool, kind: str = "hashedrekord",
+              envelope_kib: int = 100, port: int | None = None,
+              log_name: str | None = None) -> dict[str, Any]:
+    """`kind` dsse submits DSSE envelopes of `envelope_kib` KiB instead of hashedrekords.
+    The log the run starts listens on `port` (default: a free one) and, if new, is named
+    `log_name` (default: 127.0.0.1:PORT)."""
     def say(msg: str) -> None:
         if progress:
             click.echo(msg, err=True)
 
     if entries:
-        say(f"signing {entries} entries…")
-    bodies = signed_entries(entries) if entries else []
+        say(f"signing {entries} {kind} entries…")
+    bodies = ([] if not entries else signed_envelopes(entries, envelope_kib) if kind == "dsse"
+              else signed_entries(entries))
 
     async def main() -> dict[str, Any]:
-        result: dict[str, Any] = {"entries": entries, "concurrency": concurrency, "reads": reads}
+        result: dict[str, Any] = {"entries": entries, "concurrency": concurrency, "reads": reads,
+                                  "kind": kind,
+                                  **({"envelope_kib": envelope_kib} if kind == "dsse" else {})}
         if log_url:
             result.update(await _runs(log_url.rstrip("/"), bodies, reads, concurrency, say, None))
         else:
             with tempfile.TemporaryDirectory(prefix="tlog-bench-") as tmp:
                 data = data_dir or Path(tmp) / "data"
-                port = _free_port()
-                proc = _spawn(["-m", "cli", "serve", "--data-dir", str(data), "--port", str(port),
-                               "--max-pending", str(max(4096, 4 * concurrency))])
+                bound = port or _free_port()
+                named = ["--public-url", f"http://{log_name}"] if log_name else []
+                proc = _spawn(["-m", "cli", "serve", "--data-dir", str(data), "--port", str(bound),
+                               "--max-pending", str(max(4096, 4 * concurrency)), *named])
                 try:
-                    url = f"http://127.0.0.1:{port}"
+                    url = f"http://127.0.0.1:{bound}"
+                    result["log"] = url
                     result["ready_s"] = await _wait_ready(url)
                     say(f"log on {url} ({data}) ready in {result['ready_s']:.2f} s")
                     result.update(await _runs(url, bodies, reads, concurrency, say, proc.pid))

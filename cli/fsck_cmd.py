@@ -54,16 +54,22 @@ def _cannot_check(message: str) -> NoReturn:
 
 
 @main.command()
-@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--database", default=None, metavar="postgresql://USER@HOST:PORT/DB",
+              help="Check the log kept in this PostgreSQL database (tlog serve --database); "
+                   "DATA_DIR is then optional: a frontend's data directory, for its attestations.")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --database: the log key file the frontends use (tlog serve --key).")
 @click.option("--log-key", "log_key_file", metavar="PEM",
               type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The log's public key (PEM) to verify checkpoints with. "
-                   "Default: the key in DATA_DIR/log.key.")
+                   "Default: the key in DATA_DIR/log.key (--key with --database).")
 @click.option("--no-signatures", is_flag=True,
               help="Do not verify each entry's signature (the slow part on a large log).")
 @json_option
-def fsck(data_dir: Path, log_key_file: Path | None, no_signatures: bool, as_json: bool) -> None:
-    """Check a data directory: entries, tiles, checkpoints, indexes, database.
+def fsck(data_dir: Path | None, database: str | None, key_file: Path | None,
+         log_key_file: Path | None, no_signatures: bool, as_json: bool) -> None:
+    """Check a data directory (or --database): entries, tiles, checkpoints, indexes, database.
 
     Recomputes every tile and the root from the stored entries, verifies every entry's
     signature and every checkpoint's, checks the checkpoints are consistent with each other
@@ -72,7 +78,7 @@ def fsck(data_dir: Path, log_key_file: Path | None, no_signatures: bool, as_json
     """
     from tlog.core.keys import LogPublicKey
     from tlog.errors import InvalidInput
-    from tlog.server.fsck import FsckError, check_data_dir
+    from tlog.server.fsck import FsckError, check_data_dir, check_database
 
     pinned = None
     if log_key_file is not None:
@@ -82,9 +88,18 @@ def fsck(data_dir: Path, log_key_file: Path | None, no_signatures: bool, as_json
             _cannot_check(f"cannot read the log key {log_key_file}: {e.strerror or e}")
         except InvalidInput as e:
             _cannot_check(f"{log_key_file}: {e}")
-    bar = None if as_json else ProgressBar(f"checking {data_dir}")
+    if database is None and data_dir is None:
+        _cannot_check("give the data directory to check (DATA_DIR), or --database")
+    if database is None and key_file is not None:
+        _cannot_check("--key is for --database: a data directory's key is DATA_DIR/log.key")
+    bar = None if as_json else ProgressBar(f"checking {data_dir if database is None else 'the database'}")
     try:
-        rep = check_data_dir(data_dir, progress=bar, log_key=pinned, signatures=not no_signatures)
+        if database is not None:
+            rep = check_database(database, key_file=key_file, data_dir=data_dir, progress=bar,
+                                 log_key=pinned, signatures=not no_signatures)
+        else:
+            assert data_dir is not None
+            rep = check_data_dir(data_dir, progress=bar, log_key=pinned, signatures=not no_signatures)
     except FsckError as e:
         _cannot_check(e.diagnostics())
     finally:

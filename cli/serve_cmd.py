@@ -98,7 +98,8 @@ def serve(data_dir: Path, database: str | None, key_file: Path | None, host: str
                        batch_size=batch_size, batch_ms=batch_ms, max_pending=max_pending,
                        witnesses=tuple(parse_witness_option(w) for w in witnesses),
                        read_only=read_only, bundle_memory=bundle_memory << 20,
-                       database=database, key_file=key_file)
+                       database=database, key_file=key_file,
+                       public_url_given=public_url is not None)
     limits = ApiLimits(max_body=max_body, max_attestation_body=max_attestation_body, rate=rate_limit,
                        burst=rate_burst, body_timeout=request_timeout,
                        search_rate=search_rate_limit, search_burst=search_rate_burst,

@@ -23,7 +23,8 @@ def test_readme_signing_walkthrough_runs_as_written(server: Server, tmp_path: Pa
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr, r.stderr
     out = r.stdout
-    assert out.count("Verified OK: ") == 4, out
+    assert out.count("Verified OK: ") == 5, out
+    assert "Verified OK: release.tar.gz — signature found in log" in out  # --signature, no bundle
     assert "trusted on first use" in out and "offline" in out
     assert "registry.example.com/team/app@sha256:" in out
     # The pin went to $XDG_CONFIG_HOME/tlog/trust.json, and the trusted root names that log.

@@ -8,6 +8,7 @@ terminal wrapped, so a line wider than the pane shows as such).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -27,7 +28,7 @@ from tlog.audit.monitor import MonitorState
 from tlog.core.keys import LogKey
 
 from .cli_support import Server, ok, serve, tlog
-from .test_serve import stop
+from .test_serve import free_port, start, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = 1500  # above cli.monitor_cmd.PROGRESS_THRESHOLD: the bar is drawn
@@ -99,16 +100,15 @@ def lines(text: str) -> list[str]:
 
 
 def test_monitor_leaves_no_progress_bar_behind(big: tuple[Server, Path]) -> None:
-    srv, d = big
+    _, d = big
+    info = json.loads(ok(tlog("info", "--trust", d / "trust.json", "--json")).stdout)
+    size = info["treeSize"]  # ENTRIES, and the signed file
     cmd = tlog_line("monitor", "--trust", d / "trust.json", "--state", d / "mon.json")
     shown = lines(screen(cmd, d, done="first run"))
     assert len(shown) == 1, shown  # the bar was drawn (a catch-up of ENTRIES) and is gone
-    line = shown[0]
-    assert line.startswith(f"127.0.0.1:{srv.url.rsplit(':', 1)[1]}: first run: trusting size "
-                           f"{ENTRIES}, {ENTRIES} entries read; root "), line
-    root_hex = line.rsplit("root ", 1)[1]
-    info = json.loads(ok(tlog("info", "--trust", d / "trust.json", "--json")).stdout)
-    assert root_hex == info["rootHash"]  # hex, as `tlog info` prints it
+    # The root in hex, as `tlog info` prints it:
+    assert shown[0] == (f"{info['name']}: first run: trusting size {size}, {size} entries read; "
+                        f"root {info['rootHash']}")
 
 
 def test_fork_alert_is_red_and_no_colour_with_no_color(big: tuple[Server, Path]) -> None:
@@ -159,15 +159,42 @@ def test_trust_list_is_a_table_that_fits_80_columns(big: tuple[Server, Path]) ->
 
 def _cells(shown: list[str]) -> list[list[str]]:
     """A table's rows read back from the screen: columns start where their headers do; a
-    row's first line starts in column 0, its folded lines with spaces."""
+    row's first line has its last cell (a short one, never folded), the lines a long cell
+    folded onto do not."""
     header, *body = shown
     names = header.split()
     starts = [header.index(n) for n in names] + [None]
     rows: list[list[str]] = []
     for line in body:
         parts = [line[a:b].strip() for a, b in itertools.pairwise(starts)]
-        if not line.startswith(" "):
+        if parts[-1]:
             rows.append(parts)
         else:
             rows[-1] = [r + p for r, p in zip(rows[-1], parts, strict=True)]
     return rows
+
+
+def test_serve_says_each_fact_once_and_warns_only_about_what_was_passed(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    first = free_port()
+    proc = start(data, first)
+    asyncio.run(wait_ready(first, proc))
+    out = stop(proc)
+    (line,) = [x for x in out.splitlines() if "serving" in x]
+    assert line.count(f"http://127.0.0.1:{first}") == 1 and "WARNING" not in out, out
+    # Started again on another port, no --public-url: the log keeps its name, quietly.
+    second = free_port()
+    proc = start(data, second)
+    asyncio.run(wait_ready(second, proc))
+    out = stop(proc)
+    (line,) = [x for x in out.splitlines() if "serving" in x]
+    assert "WARNING" not in out and "--public-url" not in out, out
+    assert f"log 127.0.0.1:{first} at http://127.0.0.1:{second}" in line, line
+    # A --public-url that names the log otherwise is worth a warning, and the address listened
+    # on, no longer the public one, is said too.
+    proc = start(data, second, "--public-url", "https://log.example")
+    asyncio.run(wait_ready(second, proc))
+    out = stop(proc)
+    (line,) = [x for x in out.splitlines() if "serving" in x]
+    assert "WARNING" in out and "--public-url https://log.example would name it log.example" in out
+    assert "at https://log.example" in line and f"(listening on http://127.0.0.1:{second})" in line

@@ -14,6 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,9 +48,12 @@ def _make_chunk(count: int) -> list[tuple[bytes, bytes, tuple[int, ...]]]:
 
 
 async def fill(data_dir: Path, count: int, *, workers: int | None = None,
-               progress: Callable[[int], None] | None = None) -> int:
-    """Append `count` entries to the log in `data_dir` (created if new). Returns its size."""
+               progress: Callable[[int], None] | None = None, name: str | None = None) -> int:
+    """Append `count` entries to the log in `data_dir` (created if new, named `name`:
+    LogConfig's default, 127.0.0.1:3000, otherwise). Returns its size."""
     config = LogConfig(data_dir=data_dir, batch_size=CHUNK, batch_ms=0, max_pending=4 * CHUNK)
+    if name:
+        config = replace(config, public_url=f"http://{name}")
     lg = await Log.open(config)
     loop = asyncio.get_running_loop()
     try:

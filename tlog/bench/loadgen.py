@@ -42,6 +42,30 @@ def signed_entries(n: int, keys: int = 8) -> list[bytes]:
     return out
 
 
+def signed_envelopes(n: int, kib: int, keys: int = 8) -> list[bytes]:
+    """`n` distinct dsse requests (JSON bytes) whose envelopes are about `kib` KiB: an
+    in-toto statement padded in its predicate (issue 13: attestations are far larger
+    than signatures), signed over the DSSE PAE by `keys` ECDSA P-256 keys."""
+    from tlog.core.attestation import envelope_json, statement
+    from tlog.core.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, pae
+    from tlog.core.entries import dsse
+
+    signers = [ec.generate_private_key(ec.SECP256R1()) for _ in range(keys)]
+    pems = [k.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+            for k in signers]
+    pad = "x" * max(0, kib * 1024 * 3 // 4 - 400)  # base64 makes the payload 4/3 larger
+    out = []
+    for i in range(n):
+        payload = statement([("artifact", os.urandom(32))], "https://slsa.dev/provenance/v1",
+                            {"pad": pad})
+        sig = signers[i % keys].sign(pae(IN_TOTO_PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+        env = Envelope(payload, IN_TOTO_PAYLOAD_TYPE, (sig,))
+        out.append(json.dumps(dsse.proposed_entry(envelope_json(env), [pems[i % keys]]),
+                              separators=(",", ":")).encode())
+    return out
+
+
 @dataclass(frozen=True)
 class LoadResult:
     requests: int

@@ -39,12 +39,13 @@ again at every checkpoint after it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tlog.core.checkpoint import Checkpoint, validate_origin, verify_checkpoint
 from tlog.core.compact import root_from_leaf_hashes
@@ -162,19 +163,47 @@ def check_data_dir(path: Path, *, progress: Progress | None = None,
     except OSError as e:
         raise FsckError(f"cannot read {db}: {e.strerror or e}") from e
     report = FsckReport(str(data), signatures_checked=signatures, max_listed=max_listed)
-    pub = _log_key(data, log_key, report)
-    conn = _open_read_only(db)
+    pub = _log_key(data / KEY_FILE, log_key, report)
+    source = _SqliteSource(_open_read_only(db))
     try:
-        _Check(conn, report, pub, log_key is not None, signatures, progress,
+        _Check(source, report, pub, log_key is not None, signatures, progress,
                AttestationStore(data / ATTESTATIONS_DIR)).run()
     finally:
-        conn.close()
+        source.close()
     return report
 
 
-def _log_key(data: Path, pinned: LogPublicKey | None, report: FsckReport) -> LogPublicKey | None:
-    """The key checkpoints are verified with: `pinned`, else the one in DATA_DIR/log.key."""
-    path = data / KEY_FILE
+def check_database(dsn: str, *, key_file: Path | None = None, data_dir: Path | None = None,
+                   progress: Progress | None = None, log_key: LogPublicKey | None = None,
+                   signatures: bool = True, max_listed: int = MAX_LISTED) -> FsckReport:
+    """Check a log kept in PostgreSQL (`tlog serve --database DSN`) without modifying it:
+    the same checks as `check_data_dir`, on the rows tlog.server.fsck_postgres streams.
+
+    The log key is `log_key` (public) or the one in `key_file` (the `--key` the frontends
+    use; checked like DATA_DIR/log.key); `data_dir` is a frontend's data directory, for
+    the dsse/intoto attestations it keeps. Raises FsckError if there is no key at all or
+    the database cannot be reached or holds no log."""
+    from tlog.server.fsck_postgres import PostgresSource
+
+    if key_file is None and log_key is None:
+        raise FsckError("give the log's key to check the checkpoints' signatures: --key FILE "
+                        "(the frontends' key) or --log-key PEM (its public key)")
+    source = PostgresSource(dsn)
+    try:
+        report = FsckReport(source.name, signatures_checked=signatures, max_listed=max_listed)
+        pub = log_key if key_file is None else _log_key(key_file, log_key, report)
+        # No data directory: a store that holds nothing (each attestation entry is a note).
+        attestations = AttestationStore((data_dir or Path(os.devnull)) / ATTESTATIONS_DIR)
+        _Check(source, report, pub, log_key is not None, signatures, progress, attestations,
+               key_name=KEY_FILE if key_file is None else key_file.name).run()
+    finally:
+        source.close()
+    return report
+
+
+def _log_key(path: Path, pinned: LogPublicKey | None, report: FsckReport) -> LogPublicKey | None:
+    """The key checkpoints are verified with: `pinned`, else the one in the private key
+    file `path` (DATA_DIR/log.key, or a frontend's --key), whose faults are reported."""
     if not path.exists():
         if pinned is None:
             raise FsckError(f"{path} does not exist: give the log's public key (--log-key PEM) "
@@ -184,15 +213,15 @@ def _log_key(data: Path, pinned: LogPublicKey | None, report: FsckReport) -> Log
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            report.add("key", KEY_FILE, f"readable by other users (mode {stat.S_IMODE(mode):04o}): "
+            report.add("key", path.name, f"readable by other users (mode {stat.S_IMODE(mode):04o}): "
                        f"the server refuses to start with it; chmod 600 {path}")
         found = LogKey.from_pem(path.read_bytes()).public_key
     except OSError as e:
-        report.add("key", KEY_FILE, f"cannot be read: {e.strerror or e}")
+        report.add("key", path.name, f"cannot be read: {e.strerror or e}")
     except InvalidInput as e:
-        report.add("key", KEY_FILE, str(e))
+        report.add("key", path.name, str(e))
     if pinned is not None and found is not None and found != pinned:
-        report.add("key", KEY_FILE, f"holds the key with logID {found.log_id().hex()}, not the "
+        report.add("key", path.name, f"holds the key with logID {found.log_id().hex()}, not the "
                    f"given log key (logID {pinned.log_id().hex()})")
     return pinned or found
 
@@ -209,6 +238,93 @@ def _open_read_only(db: Path) -> sqlite3.Connection:
         return sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as e:
         raise FsckError(f"cannot open {db}: {e}") from e
+
+
+class FsckSource(Protocol):
+    """All fsck reads of a log's storage, so one set of checks serves every driver: rows
+    in one snapshot (`snapshot` first), each kind streamed in log order as (key, value…)
+    tuples, so memory stays bounded whatever the log's size. SQLite's is `_SqliteSource`;
+    PostgreSQL's is tlog.server.fsck_postgres.PostgresSource."""
+
+    name: str  # where faults of the database itself are reported ("log.db", the DSN)
+    errors: tuple[type[Exception], ...]  # what a failed read raises
+    current_schema: int  # the schema version this code writes
+    event_keys_from: int  # the first schema version with every event key's leaf-index row
+
+    def snapshot(self) -> None: ...
+    def integrity(self) -> Iterable[str]:
+        """The engine's own check: one line per problem found."""
+        ...
+    def meta(self) -> dict[Any, Any]: ...
+    def schema_version(self, meta: dict[Any, Any]) -> int | None:
+        """The stored schema version (None: none recorded); StorageError if unreadable."""
+        ...
+    def latest_size(self) -> int | None: ...
+    def entries(self) -> Iterable[tuple[Any, ...]]:  # (idx, body) by idx
+        ...
+    def tiles(self, level: int) -> Iterable[tuple[Any, ...]]:  # (idx, start, hashes) by idx, start
+        ...
+    def tiles_outside(self, levels: int) -> Iterable[tuple[Any, ...]]:  # (level, idx), distinct
+        ...
+    def checkpoints(self) -> Iterable[tuple[Any, ...]]:  # (size, root, note) by size
+        ...
+    def leaf_rows(self) -> Iterable[tuple[Any, ...]]:  # (idx, prefix) by idx, prefix
+        ...
+    def search_rows(self) -> Iterable[tuple[Any, ...]]:  # (idx, key) by idx, key
+        ...
+    def close(self) -> None: ...
+
+
+class _SqliteSource:
+    """A data directory's log.db, opened read-only (`_open_read_only`): SQLite cursors."""
+
+    name = DB_FILE
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    current_schema = SCHEMA_VERSION
+    event_keys_from = EVENT_KEYS
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def snapshot(self) -> None:
+        self.conn.execute("BEGIN")  # one snapshot for every cursor below
+
+    def integrity(self) -> Iterator[str]:
+        return (f"integrity_check: {line}" for (line,) in self.conn.execute("PRAGMA integrity_check")
+                if line != "ok")
+
+    def meta(self) -> dict[Any, Any]:
+        return dict(self.conn.execute("SELECT key, value FROM meta"))
+
+    def schema_version(self, meta: dict[Any, Any]) -> int | None:
+        return schema_version({str(k): str(v) for k, v in meta.items()})
+
+    def latest_size(self) -> int | None:
+        (latest,) = self.conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
+        return latest if latest is None or isinstance(latest, int) else -1  # -1: no tree size
+
+    def entries(self) -> Iterable[tuple[Any, ...]]:
+        return self.conn.execute("SELECT idx, body FROM entries ORDER BY idx")
+
+    def tiles(self, level: int) -> Iterable[tuple[Any, ...]]:
+        return self.conn.execute(
+            "SELECT idx, start, hashes FROM tiles WHERE level = ? ORDER BY idx, start", (level,))
+
+    def tiles_outside(self, levels: int) -> Iterable[tuple[Any, ...]]:
+        return self.conn.execute(
+            "SELECT DISTINCT level, idx FROM tiles WHERE level < 0 OR level >= ?", (levels,))
+
+    def checkpoints(self) -> Iterable[tuple[Any, ...]]:
+        return self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
+
+    def leaf_rows(self) -> Iterable[tuple[Any, ...]]:
+        return self.conn.execute("SELECT idx, prefix FROM leaf_index ORDER BY idx, prefix")
+
+    def search_rows(self) -> Iterable[tuple[Any, ...]]:
+        return self.conn.execute("SELECT idx, key FROM search_index ORDER BY idx, key")
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _span(what: str, start: int, end: int) -> str:
@@ -304,14 +420,13 @@ class _TileReader:
     """The stored tiles of one level, in index order, reassembled from their chunks
     (tlog.server.storage.sqlite appends one chunk per batch), with chunk faults reported on the way."""
 
-    def __init__(self, conn: sqlite3.Connection, level: int, size: int, report: FsckReport) -> None:
+    def __init__(self, source: FsckSource, level: int, size: int, report: FsckReport) -> None:
         self.level = level
         self.size = size
         self.report = report
         self.current: _StoredTile | None = None
         self._requested = -1
-        self._rows = _Rows(conn.execute(
-            "SELECT idx, start, hashes FROM tiles WHERE level = ? ORDER BY idx, start", (level,)))
+        self._rows = _Rows(source.tiles(level))
 
     def get(self, index: int) -> _StoredTile:
         if self.current is not None and self.current.index == index:
@@ -432,10 +547,12 @@ class _Signed:
 class _Check:
     """One fsck run over an open database: state shared by the streaming passes."""
 
-    def __init__(self, conn: sqlite3.Connection, report: FsckReport, pub: LogPublicKey | None,
+    def __init__(self, source: FsckSource, report: FsckReport, pub: LogPublicKey | None,
                  pinned: bool, signatures: bool, progress: Progress | None,
-                 attestations: AttestationStore) -> None:
-        self.conn = conn
+                 attestations: AttestationStore, key_name: str = KEY_FILE) -> None:
+        """`key_name`: where a key that is not the log's is reported (its file's name)."""
+        self.source = source
+        self.key_name = key_name
         self.attestations = attestations
         self.unverified = 0  # attestation entries whose kept envelope or payload is absent
         self.report = report
@@ -458,29 +575,30 @@ class _Check:
 
     def run(self) -> None:
         try:
-            self.conn.execute("BEGIN")  # one snapshot for every cursor below
+            self.source.snapshot()  # one snapshot for every cursor below
             self.integrity()
             self.meta()
             self.log()
-        except sqlite3.Error as e:
+        except self.source.errors as e:
             self.report.complete = False
-            self.report.add("database", DB_FILE, f"{e} (while {self.phase}); the check stopped here")
+            self.report.add("database", self.source.name,
+                            f"{e} (while {self.phase}); the check stopped here")
 
     # -- the database and the log's identity ----------------------------------------------
     def integrity(self) -> None:
-        """SQLite's own check of every page and index. If it cannot even run, the rest
-        still may: a damaged page need not be one the log's checks read."""
-        self.phase = "running PRAGMA integrity_check"
+        """The database engine's own check (SQLite's of every page and index). If it
+        cannot even run, the rest still may: a damaged page need not be one the log's
+        checks read."""
+        self.phase = "running the database's own check"
         try:
-            for (line,) in self.conn.execute("PRAGMA integrity_check"):
-                if line != "ok":
-                    self.report.add("database", DB_FILE, f"integrity_check: {line}")
-        except sqlite3.Error as e:
-            self.report.add("database", DB_FILE, f"integrity_check cannot run: {e}")
+            for line in self.source.integrity():
+                self.report.add("database", self.source.name, line)
+        except self.source.errors as e:
+            self.report.add("database", self.source.name, f"its own check cannot run: {e}")
 
     def meta(self) -> None:
         self.phase = "reading meta"
-        meta = dict(self.conn.execute("SELECT key, value FROM meta"))
+        meta = self.source.meta()
         self.schema(meta)
         origin = meta.get("origin")
         try:
@@ -496,7 +614,7 @@ class _Check:
                 self.report.add("key", "meta log_id", f"the database belongs to logID {log_id}, "
                                 f"the given log key's logID is {self.pub.log_id().hex()}")
             else:
-                self.report.add("key", KEY_FILE, f"not this log's key: its logID is "
+                self.report.add("key", self.key_name, f"not this log's key: its logID is "
                                 f"{self.pub.log_id().hex()}, the database's (meta log_id) is {log_id}; "
                                 "checkpoint signatures not checked (give the log's public key "
                                 "with --log-key)")
@@ -509,27 +627,27 @@ class _Check:
         tlog wrote it, and `tlog serve` migrates it (tlog.server.storage.migrations); until
         then, rows its version does not promise are not required."""
         try:
-            version = schema_version({str(k): str(v) for k, v in meta.items()})
+            version = self.source.schema_version(meta)
         except StorageError as e:
             self.report.add("meta", "schema", str(e))
             return
         if version is None:
             self.report.add("meta", "schema", "missing")
-        elif version > SCHEMA_VERSION:
+        elif version > self.source.current_schema:
             self.report.add("meta", "schema", f"version {version} is newer than this tlog "
-                            f"knows ({SCHEMA_VERSION}): check it with a newer tlog")
-        elif version < SCHEMA_VERSION:
-            self.event_keys = version >= EVENT_KEYS
+                            f"knows ({self.source.current_schema}): check it with a newer tlog")
+        elif version < self.source.current_schema:
+            self.event_keys = version >= self.source.event_keys_from
             unchecked = "" if self.event_keys else (
                 " (until then the signing-event keys of its older entries are not all in "
                 "the leaf index, and are not checked)")
             self.report.notes.append(f"schema {version}: run `tlog serve` once to migrate it "
-                                     f"to schema {SCHEMA_VERSION}{unchecked}")
+                                     f"to schema {self.source.current_schema}{unchecked}")
 
     # -- the log, in order ------------------------------------------------------------------
     def log(self) -> None:
         self.phase = "reading checkpoints"
-        (latest,) = self.conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
+        latest = self.source.latest_size()
         if latest is None:
             self.report.add("checkpoint", "checkpoints", "none stored: a log signs a checkpoint "
                             "of the empty tree when it is created")
@@ -538,12 +656,11 @@ class _Check:
         levels = 0
         while tile_width_at(levels, 0, size):
             levels += 1
-        self.tiles = [_TileReader(self.conn, level, size, self.report) for level in range(levels)]
-        self.checkpoints = _Rows(self.conn.execute(
-            "SELECT size, root, note FROM checkpoints ORDER BY size"))
-        self.rows = _Rows(self.conn.execute("SELECT idx, body FROM entries ORDER BY idx"))
-        self.leaf_rows = _Rows(self.conn.execute("SELECT idx, prefix FROM leaf_index ORDER BY idx, prefix"))
-        self.search_rows = _Rows(self.conn.execute("SELECT idx, key FROM search_index ORDER BY idx, key"))
+        self.tiles = [_TileReader(self.source, level, size, self.report) for level in range(levels)]
+        self.checkpoints = _Rows(self.source.checkpoints())
+        self.rows = _Rows(self.source.entries())
+        self.leaf_rows = _Rows(self.source.leaf_rows())
+        self.search_rows = _Rows(self.source.search_rows())
         self.missing = _Runs(lambda a, b: self.report.add(
             "entries", _span("entry", a, b), f"missing (the latest checkpoint is at tree size {size})"))
 
@@ -872,6 +989,5 @@ class _Check:
             runs.flush()
         for reader in self.tiles:
             reader.finish()
-        for level, idx in self.conn.execute(
-                "SELECT DISTINCT level, idx FROM tiles WHERE level < 0 OR level >= ?", (len(self.tiles),)):
+        for level, idx in self.source.tiles_outside(len(self.tiles)):
             self.report.add("tile", f"tile {level}/{idx}", f"outside the tree (tree size {size})")

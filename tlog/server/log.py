@@ -124,6 +124,9 @@ class LogConfig:
     # the data directory then holds nothing of the log's (nor is it locked).
     database: str | None = None
     key_file: Path | None = None  # the log key; DATA_DIR/log.key unless given (`--key`)
+    # False when public_url is only the default made of --host and --port: a log created
+    # under another URL keeps its name without a warning about an option no one passed.
+    public_url_given: bool = True
 
     @property
     def key_path(self) -> Path:
@@ -252,7 +255,7 @@ class Log:
                 raise StartupError(
                     f"--public-url {config.public_url} names the log {wanted}, but the database "
                     f"holds log {origin}: every frontend of a log serves it under its one name")
-            if wanted != origin:
+            if wanted != origin and config.public_url_given:
                 log.warning("this log's name is %s (fixed when it was created); "
                             "--public-url %s would name it %s", origin, config.public_url, wanted)
             try:

@@ -29,6 +29,7 @@ from tlog.errors import StartupError
 from tlog.server.layout import DB_FILE
 from tlog.server.storage.base import NewEntry, StorageError, StoredCheckpoint, key_prefix
 from tlog.server.storage.postgres import PostgresStorage
+from tlog.server.storage.sqlite import MIGRATED_TO, SCHEMA_VERSION, schema_version
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,11 @@ async def migrate_sqlite_to_postgres(data_dir: Path, dsn: str,
     try:
         if await dst.get_meta() or await dst.latest_checkpoint() is not None:
             raise StartupError("the destination database already holds a log: migrate into an empty one")
-        meta = dict(src.execute("SELECT key, value FROM meta WHERE key != 'schema'").fetchall())
+        meta = dict(src.execute("SELECT key, value FROM meta").fetchall())
+        if (schema_version(meta) or SCHEMA_VERSION) < SCHEMA_VERSION:  # index rows are copied as they are
+            raise StartupError(f"{path} has schema version {schema_version(meta)}: run `tlog serve` "
+                               "on it once to migrate it (storage.migrations), then copy it")
+        meta = {k: v for k, v in meta.items() if k != "schema" and not k.startswith(MIGRATED_TO)}
         checkpoints = [StoredCheckpoint(*row) for row in src.execute(
             "SELECT size, root, note, created FROM checkpoints ORDER BY size")]
         total = checkpoints[-1].size if checkpoints else 0

@@ -22,7 +22,9 @@ async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | 
             log.info("created a new %s log key in %s", config.key_type, config.key_path)
 
         def started() -> None:
-            log.info("serving %s on http://%s:%d", lg.describe(), host, port)
+            bound = f"http://{host}:{port}"  # said once: it is most often the public URL too
+            log.info("serving %s%s", lg.describe(),
+                     "" if bound == lg.public_url.rstrip("/") else f" (listening on {bound})")
             if ready is not None:
                 ready.set()
 
