@@ -32,11 +32,20 @@ from cli.main import main
 @click.option("--log-name", metavar="HOST[:PORT]", default=None,
               help="The name (checkpoint origin) of the log the run or --fill creates. "
               "Default: 127.0.0.1:PORT (127.0.0.1:3000 for --fill).")
+@click.option("--database", is_flag=False, flag_value="auto", default=None,
+              metavar="[postgresql://USER@HOST:PORT/DB]",
+              help="Run the log on PostgreSQL: this empty database, or with no value a "
+                   "throw-away server started for the run.")
+@click.option("--frontends", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="With --database: `tlog serve` processes sharing the log; the load is "
+                   "spread over them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, concurrency: int,
           calibrate: bool, fill: int | None, kind: str, envelope_kib: int, port: int | None,
-          log_name: str | None, as_json: bool) -> None:
+          log_name: str | None, database: str | None, frontends: int, as_json: bool) -> None:
     """Benchmark a log: submissions, proofs, tiles, checkpoints (or build one with --fill)."""
+    if database is None and frontends > 1:
+        raise click.UsageError("--frontends is for a log on PostgreSQL: add --database")
     if log_url and (port or log_name):
         raise click.UsageError("--port and --log-name are for the log the run starts: drop "
                                "--log-url")
@@ -49,7 +58,7 @@ def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, 
 
     result = run_bench(log_url, data_dir, entries, concurrency, reads, calibrate,
                        progress=not as_json, kind=kind, envelope_kib=envelope_kib, port=port,
-                       log_name=log_name)
+                       log_name=log_name, database=database, frontends=frontends)
     if as_json:
         click.echo(jsonlib.dumps(result, indent=2))
         return
@@ -62,6 +71,12 @@ def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, 
                    f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}  {ratio:>7}  {errors}")
     if result.get("rss_mb"):
         click.echo(f"server RSS: max {max(result['rss_mb']):.0f} MB; tree size {result.get('tree_size')}")
+    if (batches := result.get("leader_batches")) is not None:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in batches["stage_ms_per_batch"].items())
+        rate = batches["serial_entries_per_second"]
+        click.echo(f"sequencer: {batches['batches']} batches of {batches['entries_per_batch']:.1f} "
+                   f"entries; ms per batch: {stages}"
+                   + (f"; alone it integrates {rate:.0f} entries/s" if rate else ""))
 
 
 def _fill(data_dir: Path | None, count: int, as_json: bool, name: str | None) -> None:

@@ -61,8 +61,15 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def _runs(url: str, bodies: list[bytes], n: int, c: int, say: Callable[[str], None],
+async def _runs(url: str | list[str], bodies: list[bytes], n: int, c: int, say: Callable[[str], None],
                 pid: int | None) -> dict[str, Any]:
+    """Each run's requests go to the URLs given in turn (several frontends of one log)."""
+    urls = [url] if isinstance(url, str) else url
+    url = urls[0]
+
+    def at(i: int) -> str:
+        return urls[i % len(urls)]
+
     runs: dict[str, Any] = {}
     rss: list[float] = []
 
@@ -77,24 +84,24 @@ async def _runs(url: str, bodies: list[bytes], n: int, c: int, say: Callable[[st
         size = (await r.json())["treeSize"]
     if bodies:
         say(f"submitting {len(bodies)} entries with {c} clients…")
-        reqs: list[Request] = [("POST", f"{url}/api/v1/log/entries", b) for b in bodies]
+        reqs: list[Request] = [("POST", f"{at(i)}/api/v1/log/entries", b) for i, b in enumerate(bodies)]
         record("submit", await drive(reqs, c, 201))
         size += len(bodies)
     if size == 0:
         return {"runs": runs, "rss_mb": rss}
     rng = random.Random(1)
     indexes = [rng.randrange(size) for _ in range(n)]
-    record("proof-index", await drive([("GET", f"{url}/api/v1/log/entries?logIndex={i}", None)
-                                       for i in indexes], c, 200))
+    record("proof-index", await drive([("GET", f"{at(k)}/api/v1/log/entries?logIndex={i}", None)
+                                       for k, i in enumerate(indexes)], c, 200))
     # UUIDs of random entries, read from entry bundles (no per-entry requests needed).
     uuids = await _uuids(url, [rng.randrange(size) for _ in range(min(n, 2000))])
-    record("proof-uuid", await drive([("GET", f"{url}/api/v1/log/entries/{uuids[i % len(uuids)]}", None)
+    record("proof-uuid", await drive([("GET", f"{at(i)}/api/v1/log/entries/{uuids[i % len(uuids)]}", None)
                                       for i in range(n)], c, 200))
     full = size // 256
     if full:
-        record("tile", await drive([("GET", f"{url}/{TileRef(0, rng.randrange(full)).path()}", None)
-                                    for _ in range(n)], c, 200))
-    record("checkpoint", await drive([("GET", f"{url}/checkpoint", None)] * n, c, 200))
+        record("tile", await drive([("GET", f"{at(i)}/{TileRef(0, rng.randrange(full)).path()}", None)
+                                    for i in range(n)], c, 200))
+    record("checkpoint", await drive([("GET", f"{at(i)}/checkpoint", None) for i in range(n)], c, 200))
     return {"runs": runs, "rss_mb": rss, "tree_size": size}
 
 
@@ -131,10 +138,12 @@ async def _calibrate(n: int, c: int, bodies: list[bytes]) -> dict[str, Any]:
 def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurrency: int,
               reads: int, calibrate: bool, progress: bool, kind: str = "hashedrekord",
               envelope_kib: int = 100, port: int | None = None,
-              log_name: str | None = None) -> dict[str, Any]:
+              log_name: str | None = None, database: str | None = None,
+              frontends: int = 1) -> dict[str, Any]:
     """`kind` dsse submits DSSE envelopes of `envelope_kib` KiB instead of hashedrekords.
     The log the run starts listens on `port` (default: a free one) and, if new, is named
-    `log_name` (default: 127.0.0.1:PORT)."""
+    `log_name` (default: 127.0.0.1:PORT). With `database` (a DSN, or "auto" for a
+    throw-away server) it is `frontends` processes on PostgreSQL (cli.benchpg)."""
     def say(msg: str) -> None:
         if progress:
             click.echo(msg, err=True)
@@ -150,6 +159,15 @@ def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurre
                                   **({"envelope_kib": envelope_kib} if kind == "dsse" else {})}
         if log_url:
             result.update(await _runs(log_url.rstrip("/"), bodies, reads, concurrency, say, None))
+        elif database is not None:
+            from cli.benchpg import frontends as start_frontends, leader_batches
+
+            with tempfile.TemporaryDirectory(prefix="tlog-bench-") as tmp:
+                async with start_frontends(database, frontends, Path(tmp),
+                                           max(4096, 4 * concurrency), say) as (urls, pids, _):
+                    result.update(frontends=len(urls), log=urls)
+                    result.update(await _runs(urls, bodies, reads, concurrency, say, pids[0]))
+                    result["leader_batches"] = await leader_batches(urls)
         else:
             with tempfile.TemporaryDirectory(prefix="tlog-bench-") as tmp:
                 data = data_dir or Path(tmp) / "data"
@@ -163,6 +181,9 @@ def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurre
                     result["ready_s"] = await _wait_ready(url)
                     say(f"log on {url} ({data}) ready in {result['ready_s']:.2f} s")
                     result.update(await _runs(url, bodies, reads, concurrency, say, proc.pid))
+                    from cli.benchpg import leader_batches
+
+                    result["leader_batches"] = await leader_batches([url])
                 finally:
                     proc.terminate()
                     proc.wait(timeout=60)

@@ -19,6 +19,7 @@ import click
 
 from cli.common import echo_json
 from cli.contract import failure_details
+from cli.terminal import OK, echo
 
 if TYPE_CHECKING:
     from tlog.client.image_signatures import SignedImage, VerifiedImage
@@ -168,5 +169,5 @@ def verify_in_registry(reference: str, public_key_pem: bytes, logs: Sequence[Tru
         return
     for v in verified:
         when = datetime.fromtimestamp(v.integrated_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        click.echo(f"Verified OK: {v.image} — {v.accepted.where}, entry {v.log_index} in log "
-                   f"{v.log.name}, integrated {when}; proven by {v.proof}")
+        echo(f"Verified OK: {v.image} — {v.accepted.where}, entry {v.log_index} in log "
+             f"{v.log.name}, integrated {when}; proven by {v.proof}", OK)

@@ -22,6 +22,7 @@ from cli.common import (
 )
 from cli.main import main
 from cli.query_cmd import checked_entry, entry_uuid
+from cli.terminal import OK, echo
 
 if TYPE_CHECKING:
     from tlog.client.http import LogClient
@@ -136,7 +137,7 @@ def verify_entry(uuid: str | None, index: int | None, artifact: Path | None,
         return
     seen_text = ("first check by this client" if before is None
                  else f"consistent with size {before.size} seen before")
-    click.echo(f"Verified OK: entry {e.log_index} ({e.uuid}) in log {log.name}: SET, inclusion "
-               f"proof at size {verified.checkpoint.size}, log consistent up to size "
-               f"{current.size}; {seen_text}")
+    echo(f"Verified OK: entry {e.log_index} ({e.uuid}) in log {log.name}: SET, inclusion "
+         f"proof at size {verified.checkpoint.size}, log consistent up to size "
+         f"{current.size}; {seen_text}", OK)
 

@@ -19,6 +19,7 @@ import click
 
 from cli.common import echo_json, file_sha256, read_file
 from cli.contract import failure_details
+from cli.terminal import OK, echo
 
 if TYPE_CHECKING:
     from tlog.core.identity import IdentityPolicy
@@ -169,5 +170,5 @@ def verify_sigstore(file_or_digest: Path, bundle_path: Path, key_path: Path | No
                    "identity": verified.identity, "issuer": verified.issuer})
         return
     signer = f"{verified.identity} ({verified.issuer})" if verified.identity else "the given key"
-    click.echo(f"Verified OK: {name} — signed by {signer} at {times[0]}; entry "
-               f"{verified.entry.log_index} in {verified.log.base_url or verified.entry.log_id.hex()}")
+    echo(f"Verified OK: {name} — signed by {signer} at {times[0]}; entry "
+         f"{verified.entry.log_index} in {verified.log.base_url or verified.entry.log_id.hex()}", OK)

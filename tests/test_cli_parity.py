@@ -186,8 +186,9 @@ def test_upload_entry_posts_a_proposed_entry_as_is(home: Path) -> None:
     again = ok(run(home, "upload", "--entry", "entry.json")).stdout
     assert again.startswith("Already logged a hashedrekord 0.0.1 entry as entry "
                             f"{up['logIndex']}")
-    proposed["spec"]["signature"]["content"] = base64.b64encode(b"\x30\x00").decode()
-    (home / "bad.json").write_text(json.dumps(proposed))
+    bad = json.loads(json.dumps(proposed))  # a copy, as JSON (the shape is the log's concern)
+    bad["spec"]["signature"]["content"] = base64.b64encode(b"\x30\x00").decode()
+    (home / "bad.json").write_text(json.dumps(bad))
     fails(run(home, "upload", "--entry", "bad.json"))  # the log's refusal, one line
     (home / "notjson.json").write_text("{")
     fails(run(home, "upload", "--entry", "notjson.json"), "is not JSON")

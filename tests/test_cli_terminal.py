@@ -1,5 +1,6 @@
 """What a person sees in a real terminal (tmux, 80×24): progress bars that leave nothing
-behind, colour only on a terminal and never with NO_COLOR, tables that fit 80 columns.
+behind, colour only on a terminal and never with NO_COLOR, tables that fit 80 columns; and
+`tlog serve`'s start-up line, each fact once.
 
 Each command runs in its own tmux server (`-L`), in a pane of exactly 80 columns; the
 screen is read with `capture-pane` (`-e` keeps the escape codes, `-J` joins lines the

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,72 @@ async def test_migration_from_sqlite_preserves_roots_and_entries(
     again = subprocess.run([*TLOG, "migrate", "--from", str(data), "--to", dsn], capture_output=True,
                            text=True, timeout=120)
     assert again.returncode != 0 and "already holds a log" in again.stderr + again.stdout
+
+
+async def _two_logs(open_log: OpenLog, tmp_path: Path, dsn: str) -> list[tuple[Any, Any]]:
+    """Two frontends of one log in this process, leader first (each a `Log` and its client)."""
+    (tmp_path / "secret").mkdir(mode=0o700, exist_ok=True)
+    logs = [await open_log(data_dir=tmp_path / f"fe{n}", database=dsn, public_url=URL,
+                           key_file=tmp_path / "secret" / "log.key") for n in range(2)]
+    for _ in range(200):
+        if any(getattr(lg.sequencer, "is_leader", False) for lg, _ in logs):
+            break
+        await asyncio.sleep(0.02)
+    return sorted(logs, key=lambda pair: not pair[0].sequencer.is_leader)
+
+
+async def test_a_follower_finds_an_entry_acknowledged_elsewhere_at_once(
+        open_log: OpenLog, tmp_path: Path, dsn: str, signer: Signer) -> None:
+    """A read on a follower right after another frontend's 201 refreshes the head once
+    instead of answering 404 — here with the follower's notifications stopped altogether
+    (its outcome loop cancelled), so only that refresh can find the entry."""
+    (leader, to_leader), (follower, to_follower) = await _two_logs(open_log, tmp_path, dsn)
+    seq = follower.sequencer
+    for task in seq._tasks:
+        if task.get_name() == "tlog-cluster-outcomes":
+            task.cancel()
+    for n in range(3):
+        r = await to_leader.post("/api/v1/log/entries", json=signer.proposed())
+        assert r.status == 201
+        uuid = next(iter(await r.json()))
+        index = n if n % 2 else None
+        path = f"/api/v1/log/entries/{uuid}" if index is None else f"/api/v1/log/entries?logIndex={index}"
+        got = await to_follower.get(path)
+        assert got.status == 200, await got.text()
+        check_log_entry(await got.json(), leader.public_key)
+    assert seq.miss_refreshes == 3 and follower.head.state.size == 3
+    # A burst of reads that miss for good costs two refreshes at most, not one each; an
+    # unknown UUID none at all (not in the database: no head could hold it).
+    before = seq.miss_refreshes
+    answers = await asyncio.gather(*[to_follower.get("/api/v1/log/entries?logIndex=1000")
+                                     for _ in range(40)],
+                                   to_follower.get(f"/api/v1/log/entries/{'ab' * 32}"))
+    assert {a.status for a in answers} == {404}
+    assert 1 <= seq.miss_refreshes - before <= 2
+
+
+async def test_the_leader_deletes_outcomes_a_dead_frontend_left(
+        open_log: OpenLog, tmp_path: Path, dsn: str) -> None:
+    """`pending_done` rows nobody collected are deleted once older than the TTL; the
+    pending tables carry no append-only trigger (a queue, not history)."""
+    from tlog.server.cluster import DONE_TTL, ClusterSequencer
+    from tlog.server.storage.postgres import PostgresStorage
+
+    await (await PostgresStorage.open(dsn)).close()  # the schema, before any frontend
+    conn = await asyncpg.connect(dsn)
+    try:
+        now = int(time.time())
+        await conn.execute("INSERT INTO pending_done (id, idx, duplicate, done) VALUES "
+                           "(900001, 0, false, $1), (900002, 0, false, $2)", now - int(DONE_TTL) - 60, now)
+        (leader, _), _ = await _two_logs(open_log, tmp_path, dsn)
+        assert isinstance(leader.sequencer, ClusterSequencer) and leader.sequencer.is_leader
+        for _ in range(200):
+            if await conn.fetchval("SELECT count(*) FROM pending_done WHERE id = 900001") == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert [r["id"] for r in await conn.fetch("SELECT id FROM pending_done")] == [900002]
+        assert await conn.fetch("SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                                "WHERE c.relname IN ('pending', 'pending_done', 'leader') "
+                                "AND NOT t.tgisinternal") == []
+    finally:
+        await conn.close()

@@ -56,6 +56,11 @@ log = logging.getLogger("tlog.cluster")
 LEADER_RETRY = 0.5  # seconds between a follower's attempts to take the lock
 POLL = 0.2  # seconds: the fallback when a notification is missed
 CLOSE_WAIT = 5.0  # seconds a closing frontend waits for its submitters' outcomes
+# Outcomes (`pending_done`) older than this are deleted by the leader: the frontend that
+# queued them died before collecting them (a live one collects and deletes its own within
+# milliseconds). Checked every PRUNE_EVERY seconds while leading, and on taking the lead.
+DONE_TTL = 600.0
+PRUNE_EVERY = 60.0
 PENDING_CHANNEL = "tlog_pending"
 HEAD_CHANNEL = "tlog_head"
 _WAITERS_PER_INSERT = 1024
@@ -75,8 +80,10 @@ class ClusterSequencer(Sequencer):
 
     def __init__(self, storage: PostgresStorage, key: LogKey, origin: str, head: Published, *,
                  batch_size: int = 256, max_pending: int = 4096, metrics: LogMetrics | None = None,
-                 event_key_of: Callable[[bytes], bytes] = leaf_hash, name: str | None = None) -> None:
-        """`name` tells the other frontends (and /readyz) who leads: host:pid by default."""
+                 event_key_of: Callable[[bytes], bytes] = leaf_hash, name: str | None = None,
+                 done_ttl: float = DONE_TTL) -> None:
+        """`name` tells the other frontends (and /readyz) who leads: host:pid by default;
+        `done_ttl`: seconds an uncollected outcome is kept."""
         super().__init__(storage, key, origin, head, batch_size=batch_size, batch_ms=0,
                          max_pending=max_pending, metrics=metrics, event_key_of=event_key_of)
         self.pg = storage
@@ -84,6 +91,8 @@ class ClusterSequencer(Sequencer):
         self.is_leader = False
         self.leader_name: str | None = None
         self.pending_depth = 0  # rows in `pending`, as last counted
+        self.done_ttl = done_ttl
+        self._pruned = float("-inf")  # monotonic time of the last _prune_done
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
         self._to_insert: list[tuple[Admitted, asyncio.Future[int]]] = []
         self._insert_wakeup = asyncio.Event()
@@ -95,6 +104,9 @@ class ClusterSequencer(Sequencer):
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh_lock = asyncio.Lock()
+        self._miss_lock = asyncio.Lock()  # one catch_up refresh in flight at most
+        self._caught_up_at = 0.0  # monotonic time the last catch_up refresh started
+        self.miss_refreshes = 0  # refreshes catch_up ran (reads that missed)
         self._batch: list[tuple[int, _Pending]] = []  # (pending id, entry) of the batch committing
         self._recorded = False
 
@@ -276,6 +288,28 @@ class ClusterSequencer(Sequencer):
             for listener in self.listeners:
                 listener()
 
+    async def catch_up(self) -> bool:
+        """A read missed (an entry past this frontend's tree size, an index at or past
+        it): another frontend may have answered 201 for it a few milliseconds ago, before
+        this one was notified. Refresh the head from the database before answering 404.
+
+        Bounded, since misses are what anyone can send: one refresh in flight at most (a
+        cheap query for the latest checkpoint's size, and a reload only when the head
+        moved), and a miss is answered by the first refresh that started after it asked,
+        so a burst of misses costs two refreshes, not one each. True if the head moved.
+        The leader's head is the last batch committed: nothing newer exists."""
+        if self.is_leader:
+            return False
+        asked = time.monotonic()
+        size = self.head.state.size
+        async with self._miss_lock:
+            if self._caught_up_at < asked:
+                started = time.monotonic()
+                self.miss_refreshes += 1
+                await self.refresh_head()
+                self._caught_up_at = started
+        return self.head.state.size > size
+
     # -- leading ----------------------------------------------------------------------------
     async def _lead_or_follow(self) -> None:
         while not self._stop:
@@ -285,6 +319,7 @@ class ClusterSequencer(Sequencer):
                     continue
                 if self._lock_conn is None or self._lock_conn.is_closed():
                     raise StorageError("the connection holding the sequencing lock closed")
+                await self._prune_done()
                 if not await self._drain_once():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._pending_event.wait(), POLL)
@@ -333,6 +368,22 @@ class ClusterSequencer(Sequencer):
         if was:
             log.warning("this frontend (%s) no longer sequences the log", self.name)
 
+    async def _prune_done(self) -> int:
+        """Delete the outcomes older than `done_ttl` (every PRUNE_EVERY seconds): left by
+        frontends that died waiting, they would pile up forever. The pending tables are
+        a queue, not history: no append-only trigger guards them. Returns rows deleted."""
+        if time.monotonic() - self._pruned < PRUNE_EVERY:
+            return 0
+        self._pruned = time.monotonic()
+        async with self.pg.writer() as w:
+            status = await w.execute("DELETE FROM pending_done WHERE done < $1",
+                                     int(time.time() - self.done_ttl))
+        deleted = int(status.rsplit(" ", 1)[-1])
+        if deleted:
+            log.info("deleted %d outcomes older than %.0f s: their frontends died before "
+                     "collecting them", deleted, self.done_ttl)
+        return deleted
+
     async def _drain_once(self) -> bool:
         """Sequence one batch of pending rows; False when there were none.
 
@@ -345,9 +396,12 @@ class ClusterSequencer(Sequencer):
         if latest is not None and latest.size != self.head.state.size:
             await self.refresh_head(leading=True)
             self.guard = CheckpointGuard(self.key, self.origin, self.head.state.size, self.head.root)
+        drained = time.perf_counter()
         async with self.pg.reader() as r:
             rows = await r.fetch("SELECT id, body, leaf_hash, event_key, search_keys FROM pending "
                                  "ORDER BY id LIMIT $1", self.batch_size)
+        if rows:
+            self.stage("drain", drained)
         if not rows:
             self.pending_depth = 0
             return False

@@ -424,6 +424,9 @@ class Log:
         """LogEntries with fresh inclusion proofs against the current checkpoint."""
         head = self.head
         size = head.state.size
+        if any(i >= size for i in indexes) and await self._caught_up():
+            head = self.head
+            size = head.state.size
         for i in indexes:
             if not 0 <= i < size:
                 raise NotFound(f"log index {i} is not in the log (tree size {size})")
@@ -431,9 +434,21 @@ class Log:
         return [await self._log_entry(i, rows[i][0], rows[i][1], head) for i in indexes]
 
     async def entries_by_uuid(self, uuids: Sequence[bytes]) -> list[dict[str, Any]]:
+        """The entries of the UUIDs found. One stored but past the tree size served is
+        another frontend's newest (`_caught_up`); one not stored at all is not in the log
+        (every frontend reads the same database): no refresh could find it."""
         found = await self.storage.find_leaves(list(uuids))
         size = self.head.state.size
+        if any(found.get(u, -1) >= size for u in uuids) and await self._caught_up():
+            size = self.head.state.size
         return await self.entries_by_index([found[u] for u in uuids if u in found and found[u] < size])
+
+    async def _caught_up(self) -> bool:
+        """On PostgreSQL, a follower's head can lag another frontend's 201 by the few
+        milliseconds its notification takes: refresh it (ClusterSequencer.catch_up) before
+        a read answers 404. True if the head moved; a log of its own is always current."""
+        seq = self.sequencer
+        return isinstance(seq, ClusterSequencer) and await seq.catch_up()
 
     async def consistency(self, first: int, last: int) -> tuple[bytes, list[bytes]]:
         """Root at `last` and the RFC 9162 proof from `first` — O(log n) lookups."""

@@ -22,6 +22,12 @@ class LogMetrics:
         self.batch_seconds = Histogram(
             "tlog_batch_commit_seconds", "Time to write and fsync one batch (one transaction)",
             buckets=_LATENCY_BUCKETS, registry=r)
+        # The serial part of the write path, stage by stage (BENCHMARKS.md: what one
+        # sequencer can integrate); summed per stage, divided by batches, it is the batch.
+        self.batch_stage = Histogram(
+            "tlog_batch_stage_seconds", "Time of each stage of a batch: drain (on PostgreSQL, the "
+            "leader reading pending rows), dedupe, tree (hash and extend), sign (the checkpoint), "
+            "store (one transaction, until durable)", ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
         self.batch_failures = Counter(
             "tlog_batch_failures", "Batches that could not be stored", registry=r)
         self.queue_wait = Histogram(

@@ -206,8 +206,10 @@ class Sequencer:
         # Dedupe against the log and within the batch by signing event (Admitted.event):
         # the same canonical body, or one ECDSA signature with s and with n - s (issue 11,
         # item 7). Each later one is answered with the first's index and UUID.
+        started = time.perf_counter()
         events = _Events((p.entry for p in batch), self.event_key_of)
         existing = await self.storage.find_leaves(events.wanted, writer=True, key_of=events)
+        started = self.stage("dedupe", started)
         old = self.head.state
         accepted: list[_Pending] = []
         first_in_batch: dict[bytes, tuple[int, bytes]] = {}  # event → (index, UUID)
@@ -230,8 +232,10 @@ class Sequencer:
             memo: dict[tuple[int, int], bytes] = {}  # right-edge roots of new_state, shared
             proof = (TileTree(new_state, fresh, memo).consistency_proof(old.size, new_state.size)
                      if old.size else [])
+            started = self.stage("tree", started)
             try:
                 note = self.guard.sign(new_state.size, root, proof)
+                self.stage("sign", started)
             except ForkRefused as e:
                 new_state.truncate_to(old)
                 self.halted = str(e)
@@ -258,6 +262,7 @@ class Sequencer:
                 answers_error = e
             try:
                 await write
+                self.stage("store", t0)
             except BaseException as e:
                 new_state.truncate_to(old)
                 self.guard.rollback(old.size, self.head.root)
@@ -273,6 +278,13 @@ class Sequencer:
         for p, index, uuid in later_dupes:
             if not p.future.done():
                 p.future.set_exception(Duplicate(index, uuid))
+
+    def stage(self, name: str, since: float) -> float:
+        """Record how long a stage of the batch took (tlog_batch_stage_seconds); now."""
+        now = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.batch_stage.labels(name).observe(now - since)
+        return now
 
     def _publish(self, state: TreeState, root: bytes, note: bytes, fresh: dict[int, bytes | ExpandedTile],
                  entries: int, t0: float, memo: dict[tuple[int, int], bytes]) -> None:

@@ -3,25 +3,31 @@
 Three pages — home and search (`/`, `/?q=QUERY`), an entry (`/entry/UUID`), checkpoint history
 and consistency (`/checkpoints`) — are static HTML, CSS and ES modules from `static/`, with no
 build step and nothing from elsewhere. The pages fetch the log's own API and check what it
-says in the browser (static/merkle.js, static/note.js): the server is not trusted to say
+says in the browser (static/merkle.js, static/common.js): the server is not trusted to say
 "verified". Every page goes out under a strict Content-Security-Policy: scripts, styles and
-requests from this origin only, no inline script, no frames.
+requests from this origin only, no inline script, no frames. Every kind the log holds is
+shown: hashedrekord signatures, and dsse and intoto attestations with the envelope the log
+keeps beside them (issue 13), checked in the browser against the hash their body records.
 
 The explorer adds three API routes, in the OpenAPI document like the others: an entry's
-Sigstore bundle, the history of signed checkpoints, and a search by key fingerprint. The page
+Sigstore bundle (a message signature, or a DSSE envelope for an attestation), the history
+of signed checkpoints, and a search by key fingerprint. The page
 routes are not API routes and are not in it (`PAGE_ROUTES`).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
-from tlog.core import bundle as sigstore_bundle, rekor
+from tlog.core import bundle as sigstore_bundle, entries, rekor
+from tlog.core.attestation import kept_envelope
 from tlog.core.entries import hashedrekord
+from tlog.core.entries.stored import StoredBody
 from tlog.errors import InvalidInput, NotFound
 from tlog.server.limits import MAX_CHECKPOINTS
 from tlog.server.service import LogService
@@ -116,21 +122,52 @@ def _int_query(request: web.Request, name: str, default: int, maximum: int | Non
     return value
 
 
+def _attestation_bundle(answer: dict[str, Any], body: bytes, stored: StoredBody) -> dict[str, Any]:
+    """The v0.3 bundle of a dsse or intoto entry: its DSSE envelope (`dsseEnvelope`), rebuilt
+    from what the log keeps beside the entry and checked against the body
+    (tlog.core.attestation.kept_envelope), and its one signer, a key by its hint or a
+    certificate. `tlog attest` writes the same (tlog.core.bundle.dsse_bundle_to_json)."""
+    ((_, e),) = answer.items()
+    kept = e.get("attestation", {}).get("data")
+    if not isinstance(kept, str):
+        raise InvalidInput(f"this {stored.kind} entry's envelope is not kept by the log, and a Sigstore "
+                           "bundle carries the envelope (fetch the entry as a LogEntry instead)")
+    if len(stored.signers) != 1:
+        raise InvalidInput(f"a Sigstore bundle names one signer; this entry records "
+                           f"{len(stored.signers)} signatures (fetch it as a LogEntry instead)")
+    (signer,) = stored.signers
+    envelope = kept_envelope(body, base64.b64decode(kept))
+    doc = sigstore_bundle.dsse_bundle_to_json(envelope, signer.material.pem,
+                                              sigstore_bundle.tlog_entry_from_rekor(answer))
+    if signer.is_certificate:  # protobuf-specs Bundle v0.3: the leaf certificate, no key hint
+        material = doc["verificationMaterial"]
+        del material["publicKey"]
+        material["certificate"] = {"rawBytes": base64.b64encode(signer.material.der).decode("ascii")}
+    return doc
+
+
 async def entry_bundle(request: web.Request) -> web.Response:
     """GET /api/v1/log/entries/{uuid}/bundle: the entry as a Sigstore bundle v0.3
-    (tlog.core.bundle), with a fresh inclusion proof, ready for `tlog verify` or cosign."""
+    (tlog.core.bundle), with a fresh inclusion proof, ready for `tlog verify` or cosign —
+    `tlog verify-attestation` for a dsse or intoto entry (`_attestation_bundle`)."""
     uuid = rekor.parse_uuid(request.match_info["uuid"])
     found = await request.app[EXPLORER_LOG_KEY].entries_by_uuid([uuid])
     if not found:
         raise NotFound(f"no entry with UUID {uuid.hex()} in the log")
     ((_, e),) = found[0].items()
-    entry = hashedrekord.parse_body(base64.b64decode(e["body"]))
-    if entry.algorithm != "sha256":
-        raise InvalidInput(f"a Sigstore bundle carries a SHA-256 message digest; this entry "
-                           f"signs a {entry.algorithm} digest (fetch it as a LogEntry instead)")
-    b = sigstore_bundle.bundle_from_log_entry(found[0], entry.digest, entry.signature, entry.public_key_pem)
+    body = base64.b64decode(e["body"])
+    stored = entries.read_body(body)
+    if stored.kind != hashedrekord.KIND:
+        data = (json.dumps(_attestation_bundle(found[0], body, stored), indent=2) + "\n").encode("utf-8")
+    else:
+        entry = hashedrekord.parse_body(body)
+        if entry.algorithm != "sha256":
+            raise InvalidInput(f"a Sigstore bundle carries a SHA-256 message digest; this entry "
+                               f"signs a {entry.algorithm} digest (fetch it as a LogEntry instead)")
+        data = sigstore_bundle.encode_bundle(sigstore_bundle.bundle_from_log_entry(
+            found[0], entry.digest, entry.signature, entry.public_key_pem))
     name = f"{uuid.hex()}.sigstore.json"
-    return web.Response(body=sigstore_bundle.encode_bundle(b), content_type=sigstore_bundle.MEDIA_TYPE,
+    return web.Response(body=data, content_type=sigstore_bundle.MEDIA_TYPE,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
