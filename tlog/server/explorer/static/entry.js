@@ -134,13 +134,13 @@ function payloadRows(payloadType, payload) {
   // in-toto Statement v1: {_type, subject: [{name, digest: {ALGORITHM: HEX}}], predicateType, predicate}.
   const statement = JSON.parse(text(payload));
   if (!STATEMENT_TYPES.includes(statement._type)) throw new Error("the payload is not an in-toto Statement");
-  const subjects = Array.isArray(statement.subject) ? statement.subject : [];
+  const subjects = (Array.isArray(statement.subject) ? statement.subject : []).map((s) => el("li", {},
+    el("strong", {}, String(s.name ?? "(no name)")),
+    el("ul", {}, ...Object.entries(s.digest ?? {}).map(([a, v]) => digestItem(a, String(v))))));
   rows.push(
     ...row("Statement type", el("code", {}, statement._type)),
     ...row("Predicate type", el("code", {}, String(statement.predicateType))),
-    ...row("Subjects", el("ul", { id: "subjects" }, ...subjects.map((s) => el("li", {},
-      el("strong", {}, String(s.name ?? "(no name)")),
-      el("ul", {}, ...Object.entries(s.digest ?? {}).map(([a, v]) => digestItem(a, String(v))))))))),
+    ...row("Subjects", el("ul", { id: "subjects" }, ...subjects)),
     ...row("Statement", el("pre", { tabindex: "0" }, JSON.stringify(statement, null, 2))),
   );
   return rows;
@@ -196,10 +196,9 @@ function showBundleLink(kind, spec, entry) {
 async function main() {
   fillSearch();
   byId("entry-uuid").textContent = uuid;
-  byId("bundle-link").href = `${API}/log/entries/${uuid}/bundle`;
   const status = byId("verify-status");
   const steps = byId("verify-steps");
-  const step = (text) => steps.append(el("li", {}, `✓ ${text}`));
+  const step = (what) => steps.append(el("li", {}, `✓ ${what}`));
   let entry;
   try {
     const answer = await getJson(`${API}/log/entries/${uuid}`);
@@ -210,7 +209,9 @@ async function main() {
     return;
   }
   const bodyBytes = fromBase64(entry.body);
-  const body = JSON.parse(new TextDecoder().decode(bodyBytes));
+  const body = JSON.parse(text(bodyBytes));
+  const spec = body.spec ?? {};
+  const kind = KINDS[`${body.kind} ${body.apiVersion}`];
   const p = entry.verification.inclusionProof;
   byId("summary").replaceChildren(
     ...row("Kind", `${body.kind} ${body.apiVersion}`),
@@ -218,6 +219,7 @@ async function main() {
     ...row("Integrated time", formatTime(entry.integratedTime)),
     ...row("Log ID", el("span", { class: "hash" }, entry.logID)),
   );
+  showBundleLink(kind, spec, entry);
   byId("proof").replaceChildren(
     ...row("Tree size", String(p.treeSize)),
     ...row("Root hash", el("span", { class: "hash" }, p.rootHash)),
@@ -225,9 +227,21 @@ async function main() {
     ...row("Checkpoint", el("pre", { tabindex: "0" }, p.checkpoint)),
   );
   try {
-    await showBody(body);
+    if (!kind) throw new Error(`the explorer does not know ${body.kind} ${body.apiVersion} entries`);
+    byId("body").replaceChildren(...(await kind.rows(spec)));
   } catch (e) {
     byId("body").replaceChildren(...row("Could not decode", e.message));
+  }
+  // The kept attestation is checked against the body whatever the proof says: its outcome
+  // joins the other checks below.
+  let attested = null;
+  let attestationError = null;
+  if (kind?.kept) {
+    try {
+      attested = await showAttestation(kind, spec, entry);
+    } catch (e) {
+      attestationError = e;
+    }
   }
   try {
     const leaf = await leafHash(bodyBytes);
@@ -243,9 +257,12 @@ async function main() {
     if (p.logIndex !== entry.logIndex) throw new Error("the proof is for another log index");
     await verifyInclusion(p.logIndex, cp.size, leaf, p.hashes.map(fromHex), cp.root);
     step(`The inclusion path of ${p.hashes.length} hashes leads from the leaf to the checkpoint's root (RFC 9162 §2.1.3.2).`);
-    setStatus(status, "ok", `Verified in your browser: entry ${entry.logIndex} is in the log at tree size ${cp.size}.`);
+    if (attestationError) throw attestationError;
+    if (attested) step(attested);
+    const unkept = kind?.kept && !attested ? ` The log keeps no ${kind.kept} for it: its payload was not checked.` : "";
+    setStatus(status, "ok", `Verified in your browser: entry ${entry.logIndex} is in the log at tree size ${cp.size}.${unkept}`);
   } catch (e) {
-    setStatus(status, "bad", `Verification FAILED: ${e.message}. Do not trust this entry's proof.`);
+    setStatus(status, "bad", `Verification FAILED: ${e.message}. Do not trust this entry.`);
   }
 }
 

@@ -10,14 +10,19 @@ const RECENT = 10; // entries on the home page
 const PAGE = 20; // search results a page
 const MAX_QUERY = 200; // characters of a query the page reads
 
+/** The digest an entry's body records: a hashedrekord's artifact, an attestation's payload
+ * (Rekor's dsse 0.0.1 `spec.payloadHash`, intoto 0.0.2 `spec.content.payloadHash`). */
+const recordedHash = (spec) => spec?.data?.hash ?? spec?.payloadHash ?? spec?.content?.payloadHash;
+
 /** One entry as a list item: index, time, link to its page. */
 function entryItem(e, note) {
   const body = JSON.parse(new TextDecoder().decode(fromBase64(e.body)));
-  const hash = body.spec?.data?.hash;
+  const hash = recordedHash(body.spec);
   return el("li", {},
     el("a", { href: `/entry/${e.uuid}` }, `#${e.logIndex}`), " ",
     el("span", { class: "muted" }, formatTime(e.integratedTime)), " ",
-    `${body.kind} `, hash ? el("code", {}, `${hash.algorithm}:${hash.value}`) : null,
+    `${body.kind} `, hash && !body.spec.data ? "payload " : null,
+    hash ? el("code", {}, `${hash.algorithm}:${hash.value}`) : null,
     note ? el("span", { class: "muted" }, ` — ${note}`) : null);
 }
 
@@ -61,12 +66,14 @@ async function searchPage(path, init) {
 /**
  * What a query asks for: a list of searches, each {label, run(before) → {uuids, next}}.
  * A bare 64-hex value may be an entry UUID, a SHA-256 artifact digest or a key fingerprint:
- * all three are asked.
+ * all three are asked. A digest is looked up in the log's one digest index (POST
+ * /api/v1/index/retrieve {hash}), which holds hashedrekord artifacts, attestation payload
+ * and envelope hashes, and every in-toto subject digest (Rekor's IndexKeys).
  */
 function plan(q) {
   const withBefore = (path, before) => (before === null ? path : `${path}?before=${before}`);
   const digest = (hash) => ({
-    label: `artifact digest ${hash}`,
+    label: `artifact or subject digest ${hash}`,
     run: (before) => searchPage(withBefore(`${API}/index/retrieve`, before), { hash }),
   });
   const uuid = (u) => ({
@@ -97,7 +104,7 @@ function plan(q) {
     throw new Error("searching by an email or URI identity needs an identity index, which this log does "
       + "not have yet; search by the signing key's fingerprint or the artifact digest instead");
   }
-  throw new Error("not a query the explorer understands: give an artifact digest (sha256:HEX), an entry "
+  throw new Error("not a query the explorer understands: give an artifact or in-toto subject digest (sha256:HEX), an entry "
     + "UUID, a log index or a key fingerprint");
 }
 
