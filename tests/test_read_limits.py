@@ -217,6 +217,18 @@ async def test_readers_of_a_bundle_share_one_build_and_one_bytes_object(open_log
         lg.entry_bundle(TileRef(None, 1))  # not full yet
 
 
+async def test_a_monitors_concurrent_reads_of_small_bundles_fit_a_small_budget(open_log: OpenLog) -> None:
+    """A bundle counts what its entries really hold, not 256 maximal bodies: with 8 MiB for
+    bundles, 8 full bundles of ordinary entries are read at once (a monitor's prefetch) with
+    no 503, where counting the largest possible bundle (33 MB each) refused every one."""
+    lg, client = await open_log(batch_ms=0, bundle_memory=8 << 20)
+    await _fill(lg, Signer(), 8 * 256)
+    answers = await asyncio.gather(*(client.get(f"/tile/entries/00{t}") for t in range(8)))
+    assert [r.status for r in answers] == [200] * 8
+    for r in answers:
+        assert len(decode_entry_bundle(await r.read())) == 256
+
+
 
 def _stalled_reader(port: int, path: str) -> socket.socket:
     """A client that asks for `path` and reads nothing (a receive buffer of 4 KB), once the

@@ -63,6 +63,8 @@ async def test_a_batch_reads_back_entry_by_entry_and_by_range(driver: Driver) ->
     assert await st.read_entry_range(-3, 2) == [body(0), body(1)]
     assert await st.read_entry_range(0, 10**12) == [body(i) for i in range(300)]
     assert await st.read_entry_range(5, 5) == []
+    for lo, hi in ((250, 310), (-3, 2), (0, 10**12), (5, 5)):
+        assert await st.entry_range_size(lo, hi) == sum(map(len, await st.read_entry_range(lo, hi)))
     cp = await st.latest_checkpoint()
     assert cp == StoredCheckpoint(300, state.root(), b"note", TIME)
     await st.close()

@@ -4,6 +4,7 @@ always against a pinned key (tlog.client.trust)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json as jsonlib
@@ -21,6 +22,18 @@ class LogUnreachable(TlogError):
 
     hint = ("check the log's URL (`tlog trust list` shows the pinned ones), that the log is up "
             "(its /healthz answers) and that this machine can reach it, then try again")
+
+
+_GET_ATTEMPTS = 5  # tries of a GET the log answered 429/503
+_MAX_RETRY_WAIT = 10.0  # seconds: never wait longer than this on one Retry-After
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a Retry-After header (delta-seconds; 1 s if absent or a date)."""
+    try:
+        return min(max(float(value or "1"), 0.0), _MAX_RETRY_WAIT)
+    except ValueError:
+        return 1.0
 
 
 class LogAPIError(TlogError):
@@ -51,13 +64,19 @@ class LogClient:
                        allow_404: bool = False) -> tuple[int, bytes, Any]:
         assert self._session is not None, "use `async with LogClient(...)`"
         url = f"{self.base_url}{path}"
-        try:
-            async with self._session.request(method, url, json=json, params=params) as r:
-                body = await r.read()
-                status, headers = r.status, r.headers
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise LogUnreachable(f"cannot reach the log at {self.base_url}: "
-                                 f"{e.__class__.__name__}: {e}".rstrip(": ")) from e
+        for attempt in range(_GET_ATTEMPTS):
+            try:
+                async with self._session.request(method, url, json=json, params=params) as r:
+                    body = await r.read()
+                    status, headers = r.status, r.headers
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                raise LogUnreachable(f"cannot reach the log at {self.base_url}: "
+                                     f"{e.__class__.__name__}: {e}".rstrip(": ")) from e
+            # A busy log sheds load with 429/503 + Retry-After (RFC 9110 §10.2.3): a read is
+            # safe to repeat, so wait as asked (bounded) rather than fail a long audit.
+            if method != "GET" or status not in (429, 503) or attempt == _GET_ATTEMPTS - 1:
+                break
+            await asyncio.sleep(_retry_after(headers.get("Retry-After")))
         if status in ok or (allow_404 and status == 404):
             return status, body, headers
         message = body[:300].decode(errors="replace")

@@ -53,11 +53,16 @@ class BundleCache:
         self.used = 0
         self._slots: OrderedDict[tuple[int, int], _Slot] = OrderedDict()
 
+    def has(self, key: tuple[int, int]) -> bool:
+        """Whether bundle `key` is in memory or being built (no size estimate needed)."""
+        return key in self._slots
+
     @contextlib.asynccontextmanager
     async def hold(self, key: tuple[int, int], largest: int,
                    build: Callable[[], Awaitable[bytes]]) -> AsyncIterator[Bundle]:
         """The bundle `key`, made by `build` unless it is in memory (concurrent first
-        readers share one build), held until the block ends. `largest` bounds its size.
+        readers share one build), held until the block ends. `largest` bounds its size (the
+        bodies' lengths and their framing, known from storage before any is read).
         Overloaded if the bundles held leave no room to build it."""
         slot = self._slots.get(key)
         building = slot is None

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -552,8 +553,17 @@ class Log:
         async def build() -> bytes:
             return encode_entry_bundle(await self.storage.read_entry_range(start, start + ref.width))
 
-        largest = ref.width * (2 + hashedrekord.MAX_BODY_BYTES)  # a uint16 length, a body
-        return self.bundles.hold((ref.index, ref.width), largest, build)
+        async def hold() -> AsyncIterator[Bundle]:
+            # Reserve what this bundle really holds (a uint16 length per body, the bodies),
+            # not the largest a bundle could be: 256 maximal bodies would make every bundle
+            # count as 33 MB and a modest budget refuse a monitor's few concurrent reads.
+            key = (ref.index, ref.width)
+            size = 0 if self.bundles.has(key) else (
+                2 * ref.width + await self.storage.entry_range_size(start, start + ref.width))
+            async with self.bundles.hold(key, size, build) as bundle:
+                yield bundle
+
+        return contextlib.asynccontextmanager(hold)()
 
     async def health_problem(self) -> str | None:
         """Why the log cannot serve writes now, or None: halted by the signing guard, the

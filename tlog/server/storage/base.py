@@ -182,6 +182,11 @@ class Storage(Protocol):
         """The bodies stored at indexes start ≤ i < end, in index order (an entry bundle)."""
         ...
 
+    async def entry_range_size(self, start: int, end: int) -> int:
+        """The total length of the bodies at start ≤ i < end, without reading them: what an
+        entry bundle will cost in memory before it is built (tlog.server.bundles)."""
+        ...
+
     async def read_tile(self, level: int, index: int) -> bytes:
         """All stored hashes of a tile (a full tile is 256 × 32 bytes); b"" if none."""
         ...

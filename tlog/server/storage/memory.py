@@ -128,6 +128,9 @@ class MemoryStorage:
             return [entries[i][1] for i in sorted(entries) if start <= i < end]
         return [entries[i][1] for i in span if i in entries]
 
+    async def entry_range_size(self, start: int, end: int) -> int:
+        return sum(len(body) for body in await self.read_entry_range(start, end))
+
     def _tile(self, level: int, index: int) -> bytes:
         chunks = self._tables().tiles.get((level, index), {})
         return join_chunks(sorted(chunks.items()), f"{level}/{index}")

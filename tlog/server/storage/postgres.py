@@ -308,6 +308,12 @@ class PostgresStorage:
                                  start, end)
         return [b for (b,) in rows]
 
+    async def entry_range_size(self, start: int, end: int) -> int:
+        async with self.reader() as r:
+            total = await r.fetchval("SELECT COALESCE(SUM(octet_length(body)), 0) FROM entries "
+                                     "WHERE idx >= $1 AND idx < $2", start, end)
+        return int(total)
+
     async def search(self, keys: Sequence[int], *, before: int, limit: int,
                      every: bool = False) -> list[int]:
         """One page of candidates, newest first: the union as the top of each key's own top

@@ -310,6 +310,13 @@ class SqliteStorage:
             "SELECT body FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
         return [b for (b,) in rows]
 
+    async def entry_range_size(self, start: int, end: int) -> int:
+        # length() of a BLOB comes from the record header: no overflow page is read.
+        rows = await self._r.execute_fetchall(
+            "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM entries WHERE idx >= ? AND idx < ?",
+            (start, end))
+        return int(next(iter(rows))[0])
+
     async def search(self, keys: Sequence[int], *, before: int, limit: int,
                      every: bool = False) -> list[int]:
         """One page of candidates, newest first, each step a range scan of the (key, idx)
