@@ -1,7 +1,8 @@
 """The web explorer (issue 17), driven in a real headless Chromium through Selenium against a
 real log on 127.0.0.1: the pages find entries, the browser itself verifies inclusion and
 consistency proofs (and says so only when they hold), nothing reaches the console, and a
-screenshot of every page lands in tests/artifacts/.
+screenshot of every page lands in tests/artifacts/. Attestations (dsse, intoto) are shown
+with their kept envelope, checked against the body, and found by in-toto subject digest.
 
 The browser comes from Debian's chromium and chromium-driver packages, installed by
 tests/setup/browser.sh when missing (the `browser` fixture runs it once a session).
@@ -18,6 +19,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,16 +36,21 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tlog.core.bundle import parse_bundle
-from tlog.core.entries import hashedrekord
+from tlog.client.attest import pinned_root
+from tlog.core.bundle import MEDIA_TYPE, parse_bundle
+from tlog.core.dsse import Envelope
+from tlog.core.entries import dsse, hashedrekord
 from tlog.core.keys import KeyType
 from tlog.core.merkle import leaf_hash
 from tlog.core.sigstore_bundle import parse_sigstore_bundle
+from tlog.core.sigstore_verify import verify_sigstore_bundle
+from tlog.core.trusted import TrustedLog
 from tlog.server.api import make_app
 from tlog.server.explorer import CSP
 from tlog.server.log import Log, LogConfig
 
 from .support import Signer
+from .test_attestation_entries import envelope, intoto_request, statement
 from .test_serve import free_port
 
 ROOT = Path(__file__).resolve().parent
@@ -60,17 +67,25 @@ WAIT = 20.0  # seconds a page may take to settle
 
 class TamperingLog(Log):
     """A real log that, while `tamper` is set, serves every entry with a corrupted inclusion
-    proof (one bit of its first hash flipped): what a lying server would send."""
+    proof (one bit of its first hash flipped): what a lying server would send. While
+    `attestation` is "swap", it serves another envelope beside an attestation; while "drop",
+    none (as a log that lost it)."""
 
     tamper = False
+    attestation: str | None = None
 
     async def entries_by_index(self, indexes: Sequence[int]) -> list[dict[str, Any]]:
         entries = await super().entries_by_index(indexes)
-        if self.tamper:
-            for entry in entries:
-                for e in entry.values():
+        for entry in entries:
+            for e in entry.values():
+                if self.tamper:
                     hashes_ = e["verification"]["inclusionProof"]["hashes"]
                     hashes_[0] = f"{int(hashes_[0][0], 16) ^ 1:x}" + hashes_[0][1:]
+                if self.attestation == "drop":
+                    e.pop("attestation", None)
+                elif self.attestation == "swap" and "attestation" in e:
+                    e["attestation"]["data"] = base64.b64encode(b'{"payload":"","payloadType":"x",'
+                                                                b'"signatures":[]}').decode()
         return entries
 
 
@@ -110,9 +125,9 @@ class LiveLog:
             self.loop.close()
 
 
-def certificate_proposal(signer: Signer) -> dict[str, Any]:
-    """A hashedrekord signed with a Fulcio-like certificate: an email SAN and Fulcio's
-    OIDC-issuer extension (1.3.6.1.4.1.57264.1.8, a DER UTF8String)."""
+def certificate_pem(signer: Signer) -> bytes:
+    """A Fulcio-like certificate for the signer's key: an email SAN and Fulcio's OIDC-issuer
+    extension (1.3.6.1.4.1.57264.1.8, a DER UTF8String)."""
     now = datetime.now(UTC)
     issuer_ext = b"\x0c" + bytes([len(OIDC_ISSUER)]) + OIDC_ISSUER.encode()
     cert = (x509.CertificateBuilder()
@@ -125,10 +140,14 @@ def certificate_proposal(signer: Signer) -> dict[str, Any]:
             .add_extension(x509.UnrecognizedExtension(
                 x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), issuer_ext), critical=False)
             .sign(signer.key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def certificate_proposal(signer: Signer) -> dict[str, Any]:
+    """A hashedrekord signed with a Fulcio-like certificate (`certificate_pem`)."""
     digest = hashlib.sha256(b"a release").digest()
     signature = signer.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    return hashedrekord.proposed_entry("sha256", digest, signature, pem)
+    return hashedrekord.proposed_entry("sha256", digest, signature, certificate_pem(signer))
 
 
 @pytest.fixture(scope="module")
@@ -356,3 +375,149 @@ def test_checkpoint_history_is_bounded_and_paged(live: tuple[LiveLog, list[dict[
     for bad in ("limit=0", "limit=101", "before=-1", "before=" + "9" * 20):
         assert fetch(f"{server.url}/api/v1/log/checkpoints?{bad}")[0] == 400, bad
     assert fetch(f"{server.url}/api/v1/index/fingerprint/{'g' * 64}")[0] == 400
+
+
+# -- attestations (issue 13) -------------------------------------------------------------------
+APP, LIB = b"the app", b"the library"  # the subjects of the dsse and the intoto statements
+
+
+@pytest.fixture(scope="module")
+def attested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveLog, dict[str, Any]]]:
+    """A log of a hashedrekord, a dsse attestation signed with a certificate (about APP) and
+    an intoto one signed with a key (about LIB): their UUIDs, signers and envelopes."""
+    server = LiveLog(tmp_path_factory.mktemp("explorer-attestations"))
+    try:
+        certified, keyed = Signer(), Signer()
+        subjects = {"dsse": [("app.tar", APP), ("app.spdx.json", b"its SBOM")], "intoto": [("lib.tar", LIB)]}
+        app_env = envelope(statement(*subjects["dsse"]), certified.key)
+        lib_env = envelope(statement(*subjects["intoto"]), keyed.key)
+        requests = {"hashedrekord": keyed.proposed(),
+                    "dsse": dsse.proposed_entry(json.dumps(app_env.to_json()), [certificate_pem(certified)]),
+                    "intoto": intoto_request(lib_env, keyed.key)}
+        uuids = {kind: next(iter(server.run(server.log.submit(r)))) for kind, r in requests.items()}
+        yield server, {"uuids": uuids, "keyed": keyed, "dsse": app_env, "intoto": lib_env,
+                       "dsse-subjects": subjects["dsse"], "intoto-subjects": subjects["intoto"]}
+    finally:
+        server.close()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def same_envelope(got: Envelope | None, want: Envelope) -> bool:
+    """The same payload, type and signatures (a bundle's envelope has every keyid, if empty)."""
+    return got is not None and (got.payload, got.payload_type, got.signatures) \
+        == (want.payload, want.payload_type, want.signatures)
+
+
+@pytest.mark.parametrize("kind", ["dsse", "intoto"])
+def test_attestation_entry_page_verifies_and_shows_the_statement(
+        attested: tuple[LiveLog, dict[str, Any]], browser: webdriver.Chrome, kind: str) -> None:
+    server, made = attested
+    uuid = made["uuids"][kind]
+    status = open_page(browser, f"{server.url}/entry/{uuid}", "verify-status", f"entry-{kind}")
+    assert status.startswith("Verified in your browser"), status
+    steps = browser.find_elements(By.CSS_SELECTOR, "#verify-steps li")
+    kept = "envelope" if kind == "dsse" else "payload"
+    assert len(steps) == 4 and f"The {kept} the log keeps hashes to" in steps[3].text
+    assert f"{kind} {'0.0.1' if kind == 'dsse' else '0.0.2'}" in text_of(browser, "summary")
+    body = text_of(browser, "body")
+    assert f"sha256:{sha256_hex(made[kind].payload)}" in body and "Envelope hash" in body
+    if kind == "dsse":  # the certificate, read by der.js
+        assert EMAIL in body and OIDC_ISSUER in body and "an X.509 certificate" in body
+    else:
+        fingerprint = hashedrekord.public_key_fingerprint_of_pem(made["keyed"].pem).hex()
+        assert f"Key fingerprint\n{fingerprint}" in body
+    attestation = text_of(browser, "attestation")
+    assert "application/vnd.in-toto+json" in attestation and "https://slsa.dev/provenance/v1" in attestation
+    subjects = made[f"{kind}-subjects"]
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#subjects a")]
+    assert links == [f"{server.url}/?q=sha256:{sha256_hex(d)}" for _, d in subjects]
+    assert all(name in text_of(browser, "subjects") for name, _ in subjects)
+    link = browser.find_element(By.ID, "bundle-link")
+    assert link.is_displayed()
+    assert link.get_attribute("href") == f"{server.url}/api/v1/log/entries/{uuid}/bundle"
+
+
+@contextmanager
+def misbehaving(lg: TamperingLog, *, tamper: bool = False, attestation: str | None = None) -> Iterator[None]:
+    """The log lies (TamperingLog) while in the block."""
+    lg.tamper, lg.attestation = tamper, attestation
+    try:
+        yield
+    finally:
+        lg.tamper, lg.attestation = False, None
+
+
+def dsse_page(attested: tuple[LiveLog, dict[str, Any]], browser: webdriver.Chrome, name: str) -> str:
+    """`open_page` of the dsse entry's page."""
+    server, made = attested
+    return open_page(browser, f"{server.url}/entry/{made['uuids']['dsse']}", "verify-status", name)
+
+
+def test_attestation_entry_page_fails_clearly_on_a_tampered_proof(
+        attested: tuple[LiveLog, dict[str, Any]], browser: webdriver.Chrome) -> None:
+    with misbehaving(attested[0].log, tamper=True):
+        status = dsse_page(attested, browser, "entry-dsse-tampered")
+    assert status.startswith("Verification FAILED") and "does not lead to the root" in status, status
+    assert "Verified" not in status
+
+
+def test_a_kept_envelope_that_is_not_the_entrys_is_refused(
+        attested: tuple[LiveLog, dict[str, Any]], browser: webdriver.Chrome) -> None:
+    with misbehaving(attested[0].log, attestation="swap"):
+        status = dsse_page(attested, browser, "entry-dsse-wrong-envelope")
+    assert status.startswith("Verification FAILED") and "not the one the entry records" in status, status
+    assert browser.find_elements(By.ID, "subjects") == []  # nothing shown from it
+    assert "not shown" in text_of(browser, "attestation")
+
+
+def test_an_entry_without_its_envelope_says_so(attested: tuple[LiveLog, dict[str, Any]],
+                                               browser: webdriver.Chrome) -> None:
+    with misbehaving(attested[0].log, attestation="drop"):
+        status = dsse_page(attested, browser, "entry-dsse-no-envelope")
+    assert status.startswith("Verified in your browser") and "keeps no envelope" in status, status
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#verify-steps li")) == 3
+    assert "not available" in text_of(browser, "attestation")
+    assert not browser.find_element(By.ID, "bundle-link").is_displayed()
+    assert "keeps no envelope" in text_of(browser, "bundle-note")
+
+
+def test_search_by_subject_digest_finds_the_attestation(attested: tuple[LiveLog, dict[str, Any]],
+                                                         browser: webdriver.Chrome) -> None:
+    server, made = attested
+    status = open_page(browser, f"{server.url}/?q=sha256:{sha256_hex(APP)}", "results-status",
+                       "search-subject")
+    assert "1 entry found" in status, status
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#results-list a")]
+    assert links == [f"{server.url}/entry/{made['uuids']['dsse']}"]
+    assert f"dsse payload sha256:{sha256_hex(made['dsse'].payload)}" in results(browser)
+    help_text = text_of(browser, "search-help")
+    assert "in-toto subject digest" in help_text and "no attestations" not in help_text
+
+
+def test_attestation_bundles(attested: tuple[LiveLog, dict[str, Any]]) -> None:
+    """The bundle of a key-signed intoto entry verifies as `tlog verify-attestation` checks
+    one; a certificate-signed dsse entry's names its certificate."""
+    server, made = attested
+    uuids = made["uuids"]
+    status, headers, body = fetch(f"{server.url}/api/v1/log/entries/{uuids['intoto']}/bundle")
+    assert status == 200 and headers["Content-Type"].startswith(MEDIA_TYPE)
+    bundle = parse_sigstore_bundle(body)
+    assert bundle.entry.log_index == 2 and same_envelope(bundle.envelope, made["intoto"])
+    log = TrustedLog(server.url, server.log.origin, server.log.public_key)
+    verify_sigstore_bundle(bundle, pinned_root(log), hashlib.sha256(LIB).digest(),
+                           key=made["keyed"].key.public_key())
+    status, _, body = fetch(f"{server.url}/api/v1/log/entries/{uuids['dsse']}/bundle")
+    assert status == 200, body
+    bundle = parse_sigstore_bundle(body)
+    assert leaf_hash(bundle.entry.body).hex() == uuids["dsse"]
+    assert same_envelope(bundle.envelope, made["dsse"])
+    (cert,) = bundle.certificates
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.RFC822Name) == [EMAIL]
+    # Without the kept envelope there is nothing to bundle: a 400 that says why.
+    with misbehaving(server.log, attestation="drop"):
+        status, _, body = fetch(f"{server.url}/api/v1/log/entries/{uuids['dsse']}/bundle")
+    assert status == 400 and "not kept by the log" in json.loads(body)["message"]

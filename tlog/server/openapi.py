@@ -439,7 +439,8 @@ def _paths() -> dict[str, Any]:
             "responses": {
                 "200": _ok("The bundle (a download: Content-Disposition attachment)", {"type": "object"},
                            "application/vnd.dev.sigstore.bundle.v0.3+json"),
-                "400": _error("Not an entry UUID, or an entry whose digest is not SHA-256"),
+                "400": _error("Not an entry UUID, an entry whose digest is not SHA-256, or an "
+                              "attestation with no kept envelope or with several signers"),
                 "404": _error("No entry with this UUID"),
             },
         }},

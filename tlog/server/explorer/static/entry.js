@@ -172,8 +172,8 @@ async function showAttestation(kind, spec, entry) {
     throw new Error(`the kept ${kind.kept}'s payload does not hash to the entry's payloadHash`);
   }
   out.replaceChildren(...payloadRows(payloadType, payload));
-  return `The ${kind.kept} the log keeps hashes to the entry's ${kind.kept === "envelope" ? "envelopeHash" : "payloadHash"}`
-    + ` (SHA-256 ${keptHash.slice(0, 16)}…), and its payload to the payloadHash.`;
+  const what = `The ${kind.kept} the log keeps hashes to the entry's ${kind.kept}Hash (SHA-256 ${keptHash.slice(0, 16)}…)`;
+  return kind.kept === "envelope" ? `${what}, and its payload to the payloadHash.` : `${what}.`;
 }
 
 /** The bundle link, where the server can build one (tlog/server/explorer entry_bundle). */
