@@ -22,6 +22,7 @@ from cli.common import (
     with_client,
 )
 from cli.main import main
+from tlog.core.identity import identity_query
 from tlog.core.rekor import parse_uuid
 from tlog.errors import InvalidInput
 
@@ -111,24 +112,37 @@ def get(index: int | None, uuid: str | None, log_url: str | None, trust_file: Pa
               help="Entries for this digest.")
 @click.option("--public-key", type=click.Path(path_type=Path), default=None,
               help="Entries signed with this key (PEM).")
+@click.option("--email", metavar="EMAIL", default=None,
+              callback=param_check(lambda v: identity_query(v, "--email", email_only=True)),
+              help="Entries signed with a certificate for this email (its SAN; any case).")
+@click.option("--identity", metavar="URI|EMAIL", default=None,
+              callback=param_check(lambda v: identity_query(v, "--identity")),
+              help="Entries signed with a certificate for this identity: a SAN URI, exactly "
+                   "(e.g. a GitHub workflow's), or an email.")
+@click.option("--operator", type=click.Choice(["and", "or"]), default="or", show_default=True,
+              help="Entries matching all of the criteria given, or any of them.")
 @log_url_option
 @trust_option
 @json_option
 def search(artifact: Path | None, sha256: str | None, public_key: Path | None,
+           email: str | None, identity: str | None, operator: str,
            log_url: str | None, trust_file: Path | None, as_json: bool) -> None:
-    """List the UUIDs of the entries for an artifact, a digest or a public key."""
-    if sum(x is not None for x in (artifact, sha256, public_key)) != 1:
-        raise click.UsageError("give exactly one of --artifact, --sha256 or --public-key")
+    """List the UUIDs of the entries for an artifact or a digest, a public key, and/or a
+    signing certificate's identity (rekor-cli search --email)."""
+    if artifact is not None and sha256 is not None:
+        raise click.UsageError("give at most one of --artifact and --sha256")
+    if all(x is None for x in (artifact, sha256, public_key, email, identity)):
+        raise click.UsageError("give --artifact, --sha256, --public-key, --email and/or --identity")
     digest = pem = None
     if artifact is not None:
         digest = file_sha256(artifact).hex()
     elif sha256 is not None:
         digest = sha256
-    else:
-        assert public_key is not None
+    if public_key is not None:
         pem = read_public_key(public_key, "--public-key")
     log = selected_log(trust_file, log_url)
-    uuids = with_client(log.url, lambda c: c.search(sha256=digest, public_key_pem=pem))
+    uuids = with_client(log.url, lambda c: c.search(sha256=digest, public_key_pem=pem, email=email,
+                                                    identity=identity, operator=operator))
     if as_json:
         echo_json(uuids)
         return

@@ -248,11 +248,17 @@ def test_search_finds_the_entry(live: tuple[LiveLog, list[dict[str, Any]]], brow
         assert links == [f"{server.url}/entry/{target['uuid']}"], results(browser)
 
 
-def test_search_explains_what_it_cannot_search(live: tuple[LiveLog, list[dict[str, Any]]],
-                                               browser: webdriver.Chrome) -> None:
-    server, _ = live
-    status = open_page(browser, f"{server.url}/?q={EMAIL}", "results-status", "search-identity")
-    assert "identity index" in status
+def test_search_by_email_finds_the_certificate_signed_entry(
+        live: tuple[LiveLog, list[dict[str, Any]]], browser: webdriver.Chrome) -> None:
+    """`/?q=EMAIL` (in any case) is a search by the signing certificate's SAN email: only the
+    last entry is signed with a certificate."""
+    server, entries = live
+    status = open_page(browser, f"{server.url}/?q={EMAIL.upper()}", "results-status", "search-identity")
+    assert "1 entry found" in status, status
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#results-list a")]
+    assert links == [f"{server.url}/entry/{entries[-1]['uuid']}"]
+    assert f"matched by certificate identity {EMAIL.upper()}" in results(browser)
+    assert "email" in text_of(browser, "search-help")
 
 
 def test_search_pages_results(live: tuple[LiveLog, list[dict[str, Any]]], browser: webdriver.Chrome) -> None:
@@ -495,6 +501,11 @@ def test_search_by_subject_digest_finds_the_attestation(attested: tuple[LiveLog,
     assert f"dsse payload sha256:{sha256_hex(made['dsse'].payload)}" in results(browser)
     help_text = text_of(browser, "search-help")
     assert "in-toto subject digest" in help_text and "no attestations" not in help_text
+    # The certificate-signed dsse entry is found by its certificate's email too.
+    status = open_page(browser, f"{server.url}/?q={EMAIL}", "results-status", "search-dsse-identity")
+    assert "1 entry found" in status, status
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#results-list a")]
+    assert links == [f"{server.url}/entry/{made['uuids']['dsse']}"]
 
 
 def test_attestation_bundles(attested: tuple[LiveLog, dict[str, Any]]) -> None:

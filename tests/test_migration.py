@@ -33,7 +33,7 @@ from tlog.server.layout import DB_FILE
 from tlog.server.migrate import migrate_sqlite_to_postgres
 from tlog.server.storage.base import StorageError, key_prefix
 from tlog.server.storage.postgres import PostgresStorage
-from tlog.server.storage.sqlite import MIGRATION_CHUNK, SqliteStorage, schema_version
+from tlog.server.storage.sqlite import MIGRATION_CHUNK, SCHEMA_VERSION, SqliteStorage, schema_version
 
 from .cli_support import tlog
 from .pg_support import fresh_database
@@ -44,9 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = "/api/v1/log/entries"
 # The group order of P-256 (SEC 2 §2.4.2), written here independently of the code under test.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-NOTE = ("schema 1: run `tlog serve` once to migrate it to schema 2 (until then the "
-        "signing-event keys of its older entries are not all in the leaf index, and are not "
-        "checked)")
+NOTE = ("schema 1: run `tlog serve` once to migrate it to schema 3 (until then the "
+        "signing-event keys of its older entries are not all in the leaf index; the "
+        "certificate identities of its older entries are not all in the search index, and "
+        "are not checked)")
 
 
 def signed(signer: Signer, *, high: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -173,7 +174,7 @@ async def test_serving_migrates_and_the_twin_of_an_old_high_s_entry_is_a_duplica
         open_log: OpenLog, old_log: OldLog) -> None:
     lg, client = await open_log(data_dir=old_log.data)
     meta = await lg.storage.get_meta()
-    assert meta["schema"] == "1" and "schema_migrated_to_2" in meta and schema_version(meta) == 2
+    assert meta["schema"] == "1" and "schema_migrated_to_2" in meta and schema_version(meta) == 3
     r = await client.post(ENTRIES, json=old_log.twin)
     assert (r.status, r.headers.get("Location")) == (409, old_log.location)
     uuid = old_log.location.rsplit("/", 1)[-1]
@@ -184,7 +185,7 @@ async def test_serving_migrates_and_the_twin_of_an_old_high_s_entry_is_a_duplica
     assert event_rows(old_log.data) <= stored(old_log.data)[1]
     rep = check_data_dir(old_log.data)
     assert rep.ok and rep.notes == [], (rep.faults, rep.notes)
-    # Migrated once: the next open finds version 2 and adds nothing.
+    # Migrated once: the next open finds version 3 and adds nothing.
     after = stored(old_log.data)
     st = await SqliteStorage.open_in(old_log.data)
     await st.close()
@@ -207,7 +208,7 @@ async def test_the_backfill_reads_every_chunk(tmp_path: Path) -> None:
     to_schema_1(data)
     assert not expected & stored(data)[1]
     st = await SqliteStorage.open_in(data)
-    assert schema_version(await st.get_meta()) == 2
+    assert schema_version(await st.get_meta()) == SCHEMA_VERSION
     await st.close()
     assert expected <= stored(data)[1]
 
@@ -221,7 +222,7 @@ async def test_a_failed_migration_changes_nothing_and_the_next_open_completes(ol
     assert stored(old_log.data) == before  # the rows backfilled before it were rolled back
     sql(old_log.data, "DROP TRIGGER fail")
     st = await SqliteStorage.open_in(old_log.data)
-    assert schema_version(await st.get_meta()) == 2
+    assert schema_version(await st.get_meta()) == SCHEMA_VERSION
     await st.close()
     assert event_rows(old_log.data) <= stored(old_log.data)[1]
     assert check_data_dir(old_log.data).ok
@@ -263,7 +264,7 @@ async def test_a_migration_killed_half_way_is_finished_by_the_next_open(old_log:
     assert stored(data) == before
     sql(data, "DROP TRIGGER stall", "DROP TABLE slow")
     st = await SqliteStorage.open_in(data)
-    assert schema_version(await st.get_meta()) == 2
+    assert schema_version(await st.get_meta()) == SCHEMA_VERSION
     await st.close()
     assert event_rows(data) <= stored(data)[1]
     assert check_data_dir(data).ok
@@ -272,14 +273,14 @@ async def test_a_migration_killed_half_way_is_finished_by_the_next_open(old_log:
 # -- versions ------------------------------------------------------------------------------------
 
 async def test_a_newer_schema_is_refused_and_fsck_reports_it(old_log: OldLog) -> None:
-    await (await SqliteStorage.open_in(old_log.data)).close()  # at version 2, all rows there
-    sql(old_log.data, "INSERT INTO meta (key, value) VALUES ('schema_migrated_to_3', '0')")
+    await (await SqliteStorage.open_in(old_log.data)).close()  # at version 3, all rows there
+    sql(old_log.data, "INSERT INTO meta (key, value) VALUES ('schema_migrated_to_4', '0')")
     for read_only in (False, True):
-        with pytest.raises(StorageError, match="schema version 3, newer than this tlog knows"):
+        with pytest.raises(StorageError, match="schema version 4, newer than this tlog knows"):
             await SqliteStorage.open_in(old_log.data, read_only=read_only)
     rep = check_data_dir(old_log.data)
     assert [(f.kind, f.where, f.detail) for f in rep.faults] == [
-        ("meta", "schema", "version 3 is newer than this tlog knows (2): check it with a newer tlog")]
+        ("meta", "schema", "version 4 is newer than this tlog knows (3): check it with a newer tlog")]
 
 
 def test_the_schema_version_is_the_creation_one_raised_by_each_migration() -> None:

@@ -123,15 +123,20 @@ class LogClient:
         return await self._json("GET", f"/api/v1/log/entries/{uuid}")
 
     async def search(self, *, sha256: str | None = None, public_key_pem: bytes | None = None,
+                     email: str | None = None, identity: str | None = None,
                      operator: str = "or") -> list[str]:
-        """Every matching UUID, in log order. The log answers a page at a time, newest
-        first (X-Tlog-Next-Before names the next page's `before`; a Rekor log sends no such
-        header and one page): the pages are fetched in turn and put in log order."""
+        """Every matching UUID, in log order. `email` is Rekor's SearchIndex field (a
+        certificate's SAN email), `identity` tlog's (a SAN URI or email; a Rekor log
+        ignores it). The log answers a page at a time, newest first (X-Tlog-Next-Before
+        names the next page's `before`; a Rekor log sends no such header and one page):
+        the pages are fetched in turn and put in log order."""
         query: dict[str, Any] = {"operator": operator}
         if sha256 is not None:
             query["hash"] = f"sha256:{sha256}"
         if public_key_pem is not None:
             query["publicKey"] = {"format": "x509", "content": base64.b64encode(public_key_pem).decode()}
+        query |= {name: value for name, value in (("email", email), ("identity", identity))
+                  if value is not None}
         pages: list[list[str]] = []
         params: dict[str, str] | None = None
         while True:

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 from tlog.core.checks import CheckFailed
+from tlog.errors import InvalidInput
 
 OIDC_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 OIDC_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
@@ -88,14 +89,73 @@ def oidc_issuer(cert: x509.Certificate) -> str | None:
     return None
 
 
-def san_identities(cert: x509.Certificate) -> list[str]:
-    """The certificate's SAN emails and URIs."""
+def _san_values(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """The certificate's SAN emails and URIs, as written (none if it has no SAN)."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return []
-    return [*san.get_values_for_type(x509.RFC822Name),
-            *san.get_values_for_type(x509.UniformResourceIdentifier)]
+        return [], []
+    return (san.get_values_for_type(x509.RFC822Name),
+            san.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def san_identities(cert: x509.Certificate) -> list[str]:
+    """The certificate's SAN emails and URIs."""
+    emails, uris = _san_values(cert)
+    return [*emails, *uris]
+
+
+# Search by identity (issues 17 and 18): Rekor's SearchIndex `email`, and tlog's `identity`.
+MAX_IDENTITY_LENGTH = 1024  # characters of a searched identity (a GitHub workflow URI is ~150)
+# What `identity_query` reads (also the API's OpenAPI patterns): an RFC 3986 scheme, ":"
+# and no white space; an email is local@domain without ":" (then it is a URI).
+URI_PATTERN = r"[A-Za-z][A-Za-z0-9+.-]*:\S+"
+EMAIL_PATTERN = r"[^@\s:]+@[^@\s:/]+"
+_URI = re.compile(URI_PATTERN)
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def searchable_identities(cert: x509.Certificate) -> tuple[str, ...]:
+    """The identities a certificate-signed entry is found by: each SAN email lower-cased
+    (Rekor's x509 `PublicKey.Subjects`/`EmailAddresses`, which `IndexKeys` indexes, and
+    its search, which lower-cases the SearchIndex `email`) and each SAN URI exactly as
+    written (a Fulcio workflow identity: its case is meaningful). Distinct, in SAN order;
+    none for a certificate whose extensions do not parse."""
+    try:
+        emails, uris = _san_values(cert)
+    except ValueError:  # a malformed extension: cryptography parses them lazily
+        return ()
+    return tuple(dict.fromkeys([*(e.lower() for e in emails), *uris]))
+
+
+def certificate_identities(der: bytes) -> tuple[str, ...]:
+    """`searchable_identities` of a DER certificate (none if it does not parse)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return ()
+    return searchable_identities(cert)
+
+
+def identity_query(value: object, name: str = "identity", *, email_only: bool = False) -> str:
+    """A searched identity in the form `searchable_identities` indexes: a URI exactly as
+    given, an email lower-cased. InvalidInput (a 400) naming `name` for anything else: not a string,
+    empty, over MAX_IDENTITY_LENGTH, white space or control characters, neither a URI
+    (`scheme:…`) nor an email (`local@domain`); with `email_only` (Rekor's `email`), a URI
+    too."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{name} must be a non-empty string")
+    if len(value) > MAX_IDENTITY_LENGTH:
+        raise InvalidInput(f"{name}: at most {MAX_IDENTITY_LENGTH} characters, got {len(value)}")
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise InvalidInput(f"{name}: white space or control characters are not in an identity")
+    if not email_only and _URI.fullmatch(value):
+        return value
+    if _EMAIL.fullmatch(value):
+        return value.lower()
+    want = "an email address (local@domain)" if email_only else \
+        "an email address (local@domain) or a URI (scheme:…), as the certificate's SAN holds it"
+    raise InvalidInput(f"{name}: {value!r} is not {want}")
 
 
 def _matches(value: str, exact: str | None, pattern: str | None) -> bool:

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tlog.core import entries, rekor
 from tlog.core.digests import DIGESTS, by_hex_length
 from tlog.core.entries import hashedrekord
+from tlog.core.identity import identity_query
 from tlog.core.tiles import parse_tile_path
 from tlog.errors import (
     Forbidden,
@@ -322,7 +323,7 @@ async def search_index(request: web.Request) -> web.Response:
     before = _int_param(request, "before", _log(request).head.state.size)
     body = await _read_json(request)
     if not isinstance(body, dict):
-        raise InvalidInput("expected a JSON object {hash} or {publicKey}")
+        raise InvalidInput("expected a JSON object {hash}, {publicKey}, {email} or {identity}")
     artifact: str | None = None
     fingerprint: bytes | None = None
     if body.get("hash") is not None:
@@ -335,6 +336,12 @@ async def search_index(request: web.Request) -> web.Response:
         if digest is None or digest.hex_length != len(hex_digest):
             raise InvalidInput(f"hash: {len(hex_digest)} hex digits do not fit {prefix or 'any algorithm'}")
         artifact = f"{digest.name}:{hex_digest.lower()}"
+    # Rekor's `email` (a certificate's SAN email, compared lower-cased) and tlog's
+    # `identity` (a SAN email or URI, e.g. a Fulcio workflow identity): issues 17, 18.
+    identities = []
+    for name in ("email", "identity"):
+        if body.get(name) is not None:
+            identities.append(identity_query(body[name], name, email_only=name == "email"))
     if body.get("publicKey") is not None:
         pk = body["publicKey"]
         if not isinstance(pk, dict):
@@ -345,12 +352,13 @@ async def search_index(request: web.Request) -> web.Response:
         if "content" not in pk:
             raise InvalidInput("publicKey.content is required (base64 of a PEM key or certificate)")
         fingerprint = hashedrekord.public_key_fingerprint_of_pem(pk["content"])
-    if artifact is None and fingerprint is None:
-        raise InvalidInput("give hash and/or publicKey to search for")
+    if artifact is None and fingerprint is None and not identities:
+        raise InvalidInput("give hash, publicKey, email and/or identity to search for")
     operator = body.get("operator", "or")
     if operator not in ("and", "or"):
         raise InvalidInput("operator must be \"and\" or \"or\"")
-    page = await _log(request).search(artifact, fingerprint, operator, before=before)
+    page = await _log(request).search(artifact, fingerprint, operator,
+                                      identities=list(dict.fromkeys(identities)), before=before)
     more = page.more_before
     headers = None if more is None else {"X-Tlog-Truncated": "true", "X-Tlog-Next-Before": str(more)}
     return _json([u.hex() for u in page.uuids], headers=headers)

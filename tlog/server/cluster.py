@@ -108,6 +108,8 @@ class ClusterSequencer(Sequencer):
         self._caught_up_at = 0.0  # monotonic time the last catch_up refresh started
         self.miss_refreshes = 0  # refreshes catch_up ran (reads that missed)
         self._batch: list[tuple[int, _Pending]] = []  # (pending id, entry) of the batch committing
+        # A new head may answer waiters whose outcomes were read before it was published.
+        self.listeners.append(self._head_event.set)
         self._recorded = False
 
     @property
@@ -244,6 +246,10 @@ class ClusterSequencer(Sequencer):
                 await asyncio.sleep(POLL)
 
     async def _collect_outcomes(self) -> None:
+        """Answer the waiters whose outcomes are stored and within the head served, and
+        delete those outcomes. One past the head (the leader's batch committed, its head
+        not yet published; a follower's refresh behind) stays stored for the next round
+        (POLL at most): deleted unanswered, its submitter would wait forever."""
         waiting = list(self._waiters)
         async with self.pg.reader() as r:
             rows = await r.fetch("SELECT id, idx, duplicate FROM pending_done WHERE id = ANY($1::bigint[])",
@@ -253,14 +259,18 @@ class ClusterSequencer(Sequencer):
         if max(idx for _, idx, _ in rows) >= self.head.state.size:
             await self.refresh_head()
             self._pending_event.set()  # a leader catches up between batches (_drain_once)
-        assert self._pool is not None
-        async with self._pool.acquire() as conn:
-            await conn.execute("DELETE FROM pending_done WHERE id = ANY($1::bigint[])",
-                               [i for i, _, _ in rows])
+        answered = []
         for pending_id, idx, duplicate in rows:
             fut = self._waiters.get(pending_id)
-            if fut is not None and not fut.done() and idx < self.head.state.size:
+            if fut is None or fut.done():
+                answered.append(pending_id)  # nobody waits for it any more
+            elif idx < self.head.state.size:
                 fut.set_result(Outcome(idx, duplicate))
+                answered.append(pending_id)
+        if answered:
+            assert self._pool is not None
+            async with self._pool.acquire() as conn:
+                await conn.execute("DELETE FROM pending_done WHERE id = ANY($1::bigint[])", answered)
 
     async def refresh_head(self, *, leading: bool = False) -> None:
         """Follow the database's latest checkpoint: reload the tree when it is newer than

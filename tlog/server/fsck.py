@@ -9,6 +9,8 @@ The database is opened read-only, in one read transaction (one snapshot, even wh
 server appends), and streamed in log order: entries, level-0 tiles, the search indexes
 and the checkpoints are read side by side with SQLite cursors, so memory stays bounded
 (the in-memory tree holds the nodes at Merkle level ≥ 8, n/128 hashes, as the server does).
+Those reads are an `FsckSource`: a log on PostgreSQL (`tlog fsck --database`) gives the
+same rows from server-side cursors (tlog.server.fsck_postgres), and the same checks run.
 
 What is checked, and against what:
 - entries: contiguous 0..n-1 for the latest checkpoint's size n, none beyond it; every body
@@ -26,8 +28,8 @@ What is checked, and against what:
   signing-event key's where it has one (a high-s ECDSA signature, NewEntry.event_key) —
   required from schema version 2 on (tlog.server.storage.migrations): a database of
   version 1 gets them when `tlog serve` first opens it, and fsck only notes that;
-  search_index: exactly the artifact and public-key rows of every entry, nothing else
-  (tlog.server.storage.sqlite).
+  search_index: exactly the artifact, public-key and certificate-identity rows of every
+  entry, nothing else (tlog.server.storage.sqlite) — identity rows from schema 3 on.
 - meta (log_id matches the key, origin, a schema version this code knows) and SQLite's
   own `PRAGMA integrity_check`.
 
@@ -49,7 +51,7 @@ from typing import Any, Protocol
 
 from tlog.core.checkpoint import Checkpoint, validate_origin, verify_checkpoint
 from tlog.core.compact import root_from_leaf_hashes
-from tlog.core.entries import read_body
+from tlog.core.entries import body_identities, read_body
 from tlog.core.entries.stored import StoredBody
 from tlog.core.keys import LogKey, LogPublicKey
 from tlog.core.merkle import HASH_SIZE, leaf_hash, verify_consistency
@@ -60,7 +62,7 @@ from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.server.attestations import AttestationStore
 from tlog.server.layout import ATTESTATIONS_DIR, DB_FILE, KEY_FILE
 from tlog.server.storage.base import StorageError, key_prefix, search_key
-from tlog.server.storage.migrations import EVENT_KEYS
+from tlog.server.storage.migrations import EVENT_KEYS, IDENTITY_KEYS
 from tlog.server.storage.sqlite import SCHEMA_VERSION, schema_version
 from tlog.server.tree import TileTree
 
@@ -250,6 +252,7 @@ class FsckSource(Protocol):
     errors: tuple[type[Exception], ...]  # what a failed read raises
     current_schema: int  # the schema version this code writes
     event_keys_from: int  # the first schema version with every event key's leaf-index row
+    identity_keys_from: int  # the first with every certificate identity's search row
 
     def snapshot(self) -> None: ...
     def integrity(self) -> Iterable[str]:
@@ -282,6 +285,7 @@ class _SqliteSource:
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
     current_schema = SCHEMA_VERSION
     event_keys_from = EVENT_KEYS
+    identity_keys_from = IDENTITY_KEYS
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -570,8 +574,10 @@ class _Check:
         self.unknown_from: int | None = None  # first leaf neither entry nor tile records
         self.last: _Signed | None = None
         self.foreign: tuple[int, int, int, str] | None = None  # first, last size, count, origin
-        # Does the schema version promise every event key's leaf-index row (`meta`)?
+        # Does the schema version promise every event key's leaf-index row (`meta`), and
+        # every certificate identity's search row?
         self.event_keys = True
+        self.identity_keys = True
 
     def run(self) -> None:
         try:
@@ -638,9 +644,13 @@ class _Check:
                             f"knows ({self.source.current_schema}): check it with a newer tlog")
         elif version < self.source.current_schema:
             self.event_keys = version >= self.source.event_keys_from
-            unchecked = "" if self.event_keys else (
-                " (until then the signing-event keys of its older entries are not all in "
-                "the leaf index, and are not checked)")
+            self.identity_keys = version >= self.source.identity_keys_from
+            missing = [what for what, promised in (
+                ("the signing-event keys of its older entries are not all in the leaf index",
+                 self.event_keys),
+                ("the certificate identities of its older entries are not all in the search "
+                 "index", self.identity_keys)) if not promised]
+            unchecked = f" (until then {'; '.join(missing)}, and are not checked)" if missing else ""
             self.report.notes.append(f"schema {version}: run `tlog serve` once to migrate it "
                                      f"to schema {self.source.current_schema}{unchecked}")
 
@@ -756,7 +766,7 @@ class _Check:
         event = entry.event_key() if entry is not None and agrees else None
         self.leaf_index(index, h, tile_hash, prefixes, event, entry is not None and agrees)
         if entry is not None and agrees:
-            self.search_index(index, entry, subjects, keys)
+            self.search_index(index, body, entry, subjects, keys)
         return h
 
     def body(self, index: int, body: bytes,
@@ -826,9 +836,11 @@ class _Check:
         if problems:
             self.report.add("leaf_index", f"entry {index}", "; ".join(problems))
 
-    def search_index(self, index: int, entry: StoredBody, subjects: tuple[str, ...] | None,
-                     keys: list[object]) -> None:
-        """Exactly the artifact rows and the public-key rows (tlog.server.log.Log.admit).
+    def search_index(self, index: int, body: bytes, entry: StoredBody,
+                     subjects: tuple[str, ...] | None, keys: list[object]) -> None:
+        """Exactly the artifact rows, the public-key rows and, from schema 3 on, the rows of
+        the signing certificates' identities (tlog.server.log.Log.admit; before schema 3
+        they may be there or not: `tlog serve` writes them when it migrates).
 
         The artifact rows of a dsse or intoto entry include its in-toto subjects' digests,
         which its body does not hold: with the kept envelope or payload (`subjects`) they
@@ -839,7 +851,12 @@ class _Check:
                     for a in (*entry.artifact_keys, *(subjects or ()))}
         expected |= {search_key("k", s.fingerprint): f"public key {s.fingerprint.hex()}"
                      for s in entry.signers}
+        identities = {search_key("i", i.encode()): f"identity {i}" for i in body_identities(body)}
         found = set(keys)
+        if self.identity_keys:
+            expected |= identities
+        else:
+            found -= identities.keys()
         problems = [f"no row for {what} (key {_prefix_hex(k)})"
                     for k, what in expected.items() if k not in found]
         if subjects is not None:

@@ -24,7 +24,14 @@ import asyncpg
 
 from tlog.server.fsck import FsckError
 from tlog.server.storage.base import StorageError
-from tlog.server.storage.postgres import HISTORY, MIGRATIONS, connect, redact, schema_version
+from tlog.server.storage.postgres import (
+    HISTORY,
+    IDENTITY_KEYS,
+    MIGRATIONS,
+    connect,
+    redact,
+    schema_version,
+)
 
 T = TypeVar("T")
 
@@ -39,6 +46,7 @@ class PostgresSource:
     current_schema = len(MIGRATIONS)
     # Every schema of this driver stores the signing-event keys' leaf-index rows.
     event_keys_from = 1
+    identity_keys_from = IDENTITY_KEYS
 
     def __init__(self, dsn: str) -> None:
         """Connect (FsckError if the database cannot be reached or holds no log)."""

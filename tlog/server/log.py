@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tlog.core import entries, rekor
 from tlog.core.checkpoint import Checkpoint, origin_from_url, sign_checkpoint, validate_origin
@@ -54,6 +55,7 @@ from tlog.server.tree import ExpandedTile, TileCache, TileTree
 from tlog.server.witnessing import Witnessing, WitnessSpec
 
 log = logging.getLogger("tlog")
+T = TypeVar("T")
 
 # How a search walks the index (Log.search): candidates per storage read, searches reading
 # at once (each holds at most one chunk of bodies, ≤ 64 × 64 KiB), and the longest run of
@@ -73,14 +75,20 @@ VERIFY_WAITING = 64
 
 class _Matcher:
     """Does a stored body match a search? Decided from the values `indexed_values` reads
-    off its bytes, the key's fingerprint computed once per distinct key (a search by key
+    off its bytes, each criterion tested only as far as the operator needs (the artifact
+    first: it costs nothing), and what a signer's key content gives — its fingerprint, its
+    certificate's identities — computed once per distinct key (a search by key or identity
     mostly meets the same key or certificate again and again)."""
 
-    def __init__(self, artifact_key: str | None, fingerprint: bytes | None, every: bool) -> None:
+    def __init__(self, artifact_key: str | None, fingerprint: bytes | None,
+                 identities: Sequence[str], every: bool) -> None:
         self.artifact_key = artifact_key
         self.fingerprint = fingerprint
+        self.identities = tuple(identities)
         self.every = every
-        self._fingerprints: dict[bytes, bytes] = {}  # key content → fingerprint, a few
+        # key content → fingerprint, → certificate identities: a few of each
+        self._fingerprints: dict[bytes, bytes] = {}
+        self._identities: dict[bytes, tuple[str, ...]] = {}
 
     def __call__(self, body: bytes) -> bool:
         # Any kind of the registry (tlog.core.entries): its artifact keys and signer keys.
@@ -88,26 +96,41 @@ class _Matcher:
         if values is None:
             return False
         artifacts, keys, complete = values
+        tests: list[Callable[[], bool]] = []
         if self.artifact_key is not None:
             # An in-toto subject is not in a dsse/intoto body: such a kind is confirmed by
             # the index alone for the artifact (`complete` False), as Rekor's search is.
-            hit = self.artifact_key in artifacts or not complete
-            # Decided by the artifact alone: no key asked, a hit for "or", a miss for "and".
-            if self.fingerprint is None or hit != self.every:
-                return hit
-        return any(self._fingerprint_of(key) == self.fingerprint for key in keys)
+            tests.append(lambda: self.artifact_key in artifacts or not complete)
+        if self.fingerprint is not None:
+            tests.append(lambda: any(self._fingerprint_of(k) == self.fingerprint for k in keys))
+        for identity in self.identities:  # a certificate's SANs, parsed for candidates only
+            tests.append(functools.partial(self._signed_by, identity, keys))
+        return (all if self.every else any)(test() for test in tests)
 
     def _fingerprint_of(self, key: bytes) -> bytes:
-        known = self._fingerprints.get(key)
-        if known is None:
+        def fingerprint() -> bytes:
             try:
-                known = hashedrekord.stored_key_fingerprint(key)
+                return hashedrekord.stored_key_fingerprint(key)
             except InvalidInput:
-                known = b""
-            if len(self._fingerprints) >= 8:
-                self._fingerprints.clear()
-            self._fingerprints[key] = known
-        return known
+                return b""
+        return _memo(self._fingerprints, key, fingerprint)
+
+    def _signed_by(self, identity: str, keys: tuple[bytes, ...]) -> bool:
+        return any(identity in self._identities_of(k) for k in keys)
+
+    def _identities_of(self, key: bytes) -> tuple[str, ...]:
+        return _memo(self._identities, key, lambda: entries.key_identities(key))
+
+
+def _memo(cache: dict[bytes, T], key: bytes, compute: Callable[[], T]) -> T:
+    """`compute()` remembered under `key` in a cache of at most 8 (emptied when full)."""
+    known = cache.get(key)
+    if known is None:
+        known = compute()
+        if len(cache) >= 8:
+            cache.clear()
+        cache[key] = known
+    return known
 
 
 @dataclass(frozen=True)
@@ -354,7 +377,8 @@ class Log:
                 self._verifying -= 1
         body = entry.canonical_body()
         keys = (*(search_key("a", a.encode()) for a in entry.artifact_keys()),
-                *(search_key("k", k) for k in entry.key_fingerprints()))
+                *(search_key("k", k) for k in entry.key_fingerprints()),
+                *(search_key("i", i.encode()) for i in entries.body_identities(body)))
         if (kept := entry.attestation()) is not None:
             await self.attestations.put(*kept)
         return Admitted(body, leaf_hash(body), keys, event_key=submission.event_key())
@@ -478,10 +502,11 @@ class Log:
         return await self.storage.checkpoints_before(min(before, self.head.state.size + 1), limit)
 
     async def search(self, artifact_key: str | None, fingerprint: bytes | None,
-                     operator: str = "or", *, before: int | None = None,
-                     limit: int = MAX_SEARCH_RESULTS) -> SearchPage:
+                     operator: str = "or", *, identities: Sequence[str] = (),
+                     before: int | None = None, limit: int = MAX_SEARCH_RESULTS) -> SearchPage:
         """The newest entries (at most `limit`, below log index `before`) for an artifact
-        digest and/or a public key, confirmed against their bodies.
+        digest, a public key and/or certificate identities (each as
+        tlog.core.identity.identity_query gives it), confirmed against their bodies.
 
         What one search costs is bounded however many entries share a key (issue 11, item
         1): candidates come from the index SEARCH_CHUNK at a time, newest first, and stop
@@ -495,8 +520,9 @@ class Log:
             keys.append(search_key("a", artifact_key.encode()))
         if fingerprint is not None:
             keys.append(search_key("k", fingerprint))
+        keys += [search_key("i", i.encode()) for i in identities]
         every = operator == "and"
-        matches = _Matcher(artifact_key, fingerprint, every)
+        matches = _Matcher(artifact_key, fingerprint, identities, every)
         size = self.head.state.size
         cursor = size if before is None else min(before, size)
         found: list[tuple[int, bytes]] = []  # (index, UUID), newest first

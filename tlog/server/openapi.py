@@ -14,6 +14,7 @@ from typing import Any
 
 from tlog.core.digests import DIGESTS
 from tlog.core.entries import hashedrekord
+from tlog.core.identity import EMAIL_PATTERN, MAX_IDENTITY_LENGTH, URI_PATTERN
 from tlog.core.rekor import API_PREFIX
 from tlog.core.tiles import MAX_LEVEL, TILE_WIDTH
 from tlog.server.limits import (
@@ -196,7 +197,8 @@ _SCHEMAS: dict[str, Any] = {
     },
     "SearchIndex": {
         "type": "object",
-        "description": "Entries for an artifact digest and/or a public key",
+        "description": "Entries for an artifact digest, a public key and/or a certificate "
+                       "identity, all of them (operator \"and\") or any (\"or\")",
         "properties": {
             "hash": {"type": "string", "nullable": True, "pattern": _HASH_QUERY,
                      "description": "\"<algorithm>:<hex>\"; "
@@ -211,12 +213,23 @@ _SCHEMAS: dict[str, Any] = {
                                 "description": "A PEM public key or certificate, or base64 of one"},
                 },
             },
+            "email": {"type": "string", "nullable": True, "minLength": 1,
+                      "maxLength": MAX_IDENTITY_LENGTH, "pattern": f"^{EMAIL_PATTERN}$",
+                      "description": "Rekor's: entries signed with a certificate whose SAN "
+                                     "holds this email (compared lower-cased)"},
+            "identity": {"type": "string", "nullable": True, "minLength": 1,
+                         "maxLength": MAX_IDENTITY_LENGTH, "pattern": f"^({URI_PATTERN}|{EMAIL_PATTERN})$",
+                         "description": "tlog's: entries signed with a certificate whose SAN "
+                                        "holds this URI (exactly, e.g. a Fulcio workflow "
+                                        "identity) or email (lower-cased)"},
             "operator": {"type": "string", "enum": ["and", "or"], "default": "or"},
         },
-        # At least one of hash and publicKey, not null.
+        # At least one of hash, publicKey, email and identity, not null.
         "anyOf": [
             {"required": ["hash"], "properties": {"hash": {"type": "string"}}},
             {"required": ["publicKey"], "properties": {"publicKey": {"type": "object"}}},
+            {"required": ["email"], "properties": {"email": {"type": "string"}}},
+            {"required": ["identity"], "properties": {"identity": {"type": "string"}}},
         ],
     },
     "LogInfo": {

@@ -70,9 +70,11 @@ class LogService(Protocol):
         ...
 
     async def search(self, artifact_key: str | None, fingerprint: bytes | None,
-                     operator: str = "or", *, before: int | None = None) -> SearchPage:
-        """The newest entries for an artifact digest and/or a key, below log index `before`
-        (POST /index/retrieve): at most limits.MAX_SEARCH_RESULTS of them."""
+                     operator: str = "or", *, identities: Sequence[str] = (),
+                     before: int | None = None) -> SearchPage:
+        """The newest entries for an artifact digest, a key and/or certificate identities
+        (SAN emails lower-cased, URIs), below log index `before` (POST /index/retrieve): at
+        most limits.MAX_SEARCH_RESULTS of them."""
         ...
 
     async def tile(self, ref: TileRef) -> bytes:

@@ -9,9 +9,10 @@ that must understand a stored body whatever its kind (search confirmation, dedup
 Each kind gives, for a request: a submission with `costly` and `verify()` (the signature
 checks, perhaps on a thread) and `event_key()`; the verified entry's canonical body, its
 artifact keys (`<algorithm>:<hex>`) and signer key fingerprints, which the search index
-stores. For a stored body: the values a search confirms candidates with (`indexed_values`),
-and everything else a reader needs (`read_body`: tlog.core.entries.stored.StoredBody —
-signers, signature checks, the signing-event key), so readers hold no per-kind code.
+stores with the certificate identities its body names (`body_identities`). For a stored
+body: the values a search confirms candidates with (`indexed_values`), and everything
+else a reader needs (`read_body`: tlog.core.entries.stored.StoredBody — signers,
+signature checks, the signing-event key), so readers hold no per-kind code.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Final, Protocol
 
 from tlog.core.entries import dsse, hashedrekord, intoto
 from tlog.core.entries.stored import StoredBody, StoredSigner
+from tlog.core.identity import certificate_identities
 from tlog.core.merkle import leaf_hash
 from tlog.errors import InvalidInput
 
@@ -172,6 +174,26 @@ def indexed_values(body: bytes) -> tuple[tuple[str, ...], tuple[bytes, ...], boo
         return None
     values = kind.indexed_values(body)
     return None if values is None else (*values, kind.confirms_every_artifact)
+
+
+def key_identities(key_content: bytes) -> tuple[str, ...]:
+    """The certificate identities one stored signer is searched by (a base64 PEM, as
+    `indexed_values` gives it): its SAN emails and URIs (tlog.core.identity.
+    searchable_identities), none for a public key."""
+    der = hashedrekord.stored_certificate(key_content)
+    return () if der is None else certificate_identities(der)
+
+
+def body_identities(body: bytes) -> tuple[str, ...]:
+    """The certificate identities a stored body of any kind is indexed by (issues 17, 18):
+    those of each signer that is an X.509 certificate — a hashedrekord's key, a dsse
+    verifier, an intoto signature's key — as Rekor's `IndexKeys` adds each verifier's
+    `Subjects()`. Read off the body's bytes (`indexed_values`), so admission, the schema
+    migration and `tlog fsck` derive the same keys from the same bytes."""
+    values = indexed_values(body)
+    if values is None:
+        return ()
+    return tuple(dict.fromkeys(i for key in values[1] for i in key_identities(key)))
 
 
 def read_body(body: bytes) -> StoredBody:

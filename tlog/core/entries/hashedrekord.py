@@ -352,16 +352,34 @@ def stored_key_fingerprint(key_content: bytes) -> bytes:
     is parsed: the PEM checks a user's input needs cost 30× more on a large certificate.
     Anything else takes the checked path of `public_key_fingerprint_of_pem`.
     """
+    pem, block = _stored_block(key_content)
+    if block is not None:
+        return _fingerprint(_load_public_key(*block, _PUBLIC_KEY_CONTENT))
+    return public_key_fingerprint_of_pem(pem)
+
+
+def stored_certificate(key_content: bytes) -> bytes | None:
+    """The DER of a stored body's certificate (`indexed_values`' second value), None for a
+    public key or anything not laid out as the log normalized it: what a search by
+    certificate identity confirms candidates with (tlog.core.entries.body_identities)."""
+    try:
+        block = _stored_block(key_content)[1]
+    except InvalidInput:
+        return None
+    return block[1] if block is not None and block[0] == _CERTIFICATE_LABEL else None
+
+
+def _stored_block(key_content: bytes) -> tuple[bytes, tuple[str, bytes] | None]:
+    """The PEM of a stored key, and its (label, DER) if it is one normalized block."""
     try:
         pem = binascii.a2b_base64(key_content)
         for label in (_PUBLIC_KEY_LABEL, _CERTIFICATE_LABEL):
             begin, end = b"-----BEGIN %s-----\n" % label.encode(), b"-----END %s-----\n" % label.encode()
             if pem.startswith(begin) and pem.endswith(end):
-                der = binascii.a2b_base64(pem[len(begin):-len(end)])
-                return _fingerprint(_load_public_key(label, der, _PUBLIC_KEY_CONTENT))
+                return pem, (label, binascii.a2b_base64(pem[len(begin):-len(end)]))
     except binascii.Error:
         raise InvalidInput(f"{_PUBLIC_KEY_CONTENT}: not base64") from None
-    return public_key_fingerprint_of_pem(pem)
+    return pem, None
 
 
 def public_key_fingerprint_of_pem(pem: bytes | str) -> bytes:

@@ -42,7 +42,8 @@ def key_prefix(data: bytes) -> int:
 
 
 def search_key(kind: str, value: bytes) -> int:
-    """The search-index key for an artifact digest (kind "a") or key fingerprint ("k")."""
+    """The search-index key for an artifact digest (kind "a"), a key fingerprint ("k") or a
+    certificate identity ("i": tlog.core.identity.searchable_identities, from schema 3)."""
     return key_prefix(hashlib.sha256(kind.encode() + b":" + value).digest())
 
 

@@ -10,6 +10,10 @@ PostgreSQL: its `schema_version` table) and has its own DDL. The versions:
    attestation's, tlog.core.entries.stored). A database written before that has none for
    its old entries, so the same signature with the other s would be logged again:
    `event_key_rows` derives the missing rows from the stored bodies.
+3. the search index also holds the certificate identities of every entry signed with an
+   X.509 certificate (SAN emails and URIs, tlog.core.entries.body_identities; search by
+   identity, issues 17 and 18): `identity_key_rows` derives them for the entries stored
+   before.
 
 The rule every driver follows:
 - a writable open brings an older database to `CURRENT`: each step, and the record of the
@@ -27,12 +31,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from tlog.core.entries import event_key_of_body
+from tlog.core.entries import body_identities, event_key_of_body
 from tlog.core.merkle import leaf_hash
-from tlog.server.storage.base import key_prefix
+from tlog.server.storage.base import key_prefix, search_key
 
-CURRENT: Final = 2
+CURRENT: Final = 3
 EVENT_KEYS: Final = 2  # the first version whose leaf index holds every event key
+IDENTITY_KEYS: Final = 3  # the first version whose search index holds every identity
 
 
 def event_key_rows(entries: Iterable[tuple[int, bytes]]) -> list[tuple[int, int]]:
@@ -45,3 +50,11 @@ def event_key_rows(entries: Iterable[tuple[int, bytes]]) -> list[tuple[int, int]
         if key != leaf_hash(body):
             rows.append((key_prefix(key), index))
     return rows
+
+
+def identity_key_rows(entries: Iterable[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    """The (key, index) search-index rows of the certificate identities of stored (index,
+    body) entries: the ones admission writes (tlog.server.log.Log.admit; the rows of the
+    migration to version 3), read off the bodies as admission reads them."""
+    return [(search_key("i", identity.encode()), index)
+            for index, body in entries for identity in body_identities(body)]

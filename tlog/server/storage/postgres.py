@@ -44,6 +44,7 @@ from tlog.server.storage.base import (
     key_prefix,
     recover_tree,
 )
+from tlog.server.storage.migrations import identity_key_rows
 
 READERS = 4  # pooled reader connections
 # Advisory-lock keys (one 64-bit space per database): the migration lock and the
@@ -53,8 +54,28 @@ SEQUENCER_LOCK = 0x746C6F67_00000002
 
 HISTORY = ("meta", "entries", "tiles", "checkpoints", "leaf_index", "search_index")
 
+# A migration: DDL, or a step that derives rows from what is stored (a backfill).
+Migration: TypeAlias = "str | Callable[[asyncpg.Connection], Awaitable[None]]"
+MIGRATION_CHUNK = 256  # entries a backfill reads at a time (bodies up to MAX_BODY_BYTES)
+
+
+async def _backfill_identity_keys(conn: asyncpg.Connection) -> None:
+    """Version 3: the certificate identities' search rows of the entries stored before
+    (tlog.server.storage.migrations.identity_key_rows), MIGRATION_CHUNK entries at a time;
+    ON CONFLICT DO NOTHING, as SQLite's INSERT OR IGNORE."""
+    after = -1
+    while rows := await conn.fetch("SELECT idx, body FROM entries WHERE idx > $1 ORDER BY idx "
+                                   "LIMIT $2", after, MIGRATION_CHUNK):
+        keys = identity_key_rows((r["idx"], bytes(r["body"])) for r in rows)
+        await conn.execute("INSERT INTO search_index (key, idx) SELECT * FROM unnest($1::bigint[], "
+                           "$2::bigint[]) ON CONFLICT DO NOTHING",
+                           [k for k, _ in keys], [i for _, i in keys])
+        after = rows[-1]["idx"]
+
+
 # Each migration runs once, in order, in one transaction; its number is its position + 1.
-MIGRATIONS: tuple[str, ...] = (
+# (This driver's versions are its own; its first already stored every signing-event key.)
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE entries (idx BIGINT PRIMARY KEY, integrated_time BIGINT NOT NULL, body BYTEA NOT NULL);
@@ -82,7 +103,9 @@ MIGRATIONS: tuple[str, ...] = (
                                done BIGINT NOT NULL);
     CREATE TABLE leader (one INT PRIMARY KEY CHECK (one = 1), name TEXT NOT NULL, since BIGINT NOT NULL);
     """,
+    _backfill_identity_keys,
 )
+IDENTITY_KEYS = 3  # the first version whose search index holds every certificate identity
 
 # Run inside append_batch's transaction, on its connection (tlog.server.cluster: the
 # outcomes of the pending rows the batch integrates, committed with it or not at all).
@@ -138,7 +161,8 @@ async def migrate(conn: asyncpg.Connection) -> int:
             raise StorageError(f"the database's schema is version {have}, newer than this tlog "
                                f"knows ({len(MIGRATIONS)}): upgrade tlog")
         for version in range(have + 1, len(MIGRATIONS) + 1):
-            await conn.execute(MIGRATIONS[version - 1])
+            step = MIGRATIONS[version - 1]
+            await (conn.execute(step) if isinstance(step, str) else step(conn))
             await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
     return len(MIGRATIONS)
 

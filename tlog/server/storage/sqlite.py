@@ -47,7 +47,13 @@ from tlog.server.storage.base import (
     key_prefix,
     recover_tree,
 )
-from tlog.server.storage.migrations import CURRENT, EVENT_KEYS, event_key_rows
+from tlog.server.storage.migrations import (
+    CURRENT,
+    EVENT_KEYS,
+    IDENTITY_KEYS,
+    event_key_rows,
+    identity_key_rows,
+)
 
 SCHEMA_VERSION = CURRENT
 MIGRATED_TO = "schema_migrated_to_"  # + N: the meta row a migration to version N appends
@@ -114,25 +120,30 @@ def schema_version(meta: Mapping[str, str]) -> int | None:
     return max(map(int, found))
 
 
-async def _backfill_event_keys(w: aiosqlite.Connection) -> int:
-    """Migration to version 2: the event-key rows of the entries stored before version 2
-    (tlog.server.storage.migrations), read MIGRATION_CHUNK entries at a time. INSERT OR
-    IGNORE: entries written by code that stored event keys before recording version 2
-    have theirs. Returns the number of high-s entries."""
+async def _backfill(w: aiosqlite.Connection, derive: Callable[[_Rows], list[tuple[int, int]]],
+                    insert: str) -> int:
+    """A migration's rows, derived from the stored entries (tlog.server.storage.migrations)
+    MIGRATION_CHUNK entries at a time, and inserted with `insert`, an INSERT OR IGNORE: a
+    step run again after a crash, or over entries written by code that stored the rows
+    before it recorded the version, finds some already there. Returns the rows derived."""
     found = 0
     after = -1
     while rows := list(await w.execute_fetchall(
             "SELECT idx, body FROM entries WHERE idx > ? ORDER BY idx LIMIT ?", (after, MIGRATION_CHUNK))):
-        keys = event_key_rows(cast(_Rows, rows))
-        await w.executemany("INSERT OR IGNORE INTO leaf_index (prefix, idx) VALUES (?, ?)", keys)
+        keys = derive(cast(_Rows, rows))
+        await w.executemany(insert, keys)
         found += len(keys)
         after = rows[-1][0]
     return found
 
 
-# Version N → the step that brings a database at version N - 1 to it.
+# Version N → the step that brings a database at version N - 1 to it: 2, the event-key rows
+# of the high-s entries; 3, the certificate identities' search rows.
 _MIGRATIONS: dict[int, Callable[[aiosqlite.Connection], Awaitable[int]]] = {
-    EVENT_KEYS: _backfill_event_keys,
+    EVENT_KEYS: lambda w: _backfill(
+        w, event_key_rows, "INSERT OR IGNORE INTO leaf_index (prefix, idx) VALUES (?, ?)"),
+    IDENTITY_KEYS: lambda w: _backfill(
+        w, identity_key_rows, "INSERT OR IGNORE INTO search_index (key, idx) VALUES (?, ?)"),
 }
 
 

@@ -8,7 +8,7 @@ import {
 
 const RECENT = 10; // entries on the home page
 const PAGE = 20; // search results a page
-const MAX_QUERY = 200; // characters of a query the page reads
+const MAX_QUERY = 1024; // characters of a query the page reads (the API's longest identity)
 
 /** The digest an entry's body records: a hashedrekord's artifact, an attestation's payload
  * (Rekor's dsse 0.0.1 `spec.payloadHash`, intoto 0.0.2 `spec.content.payloadHash`). */
@@ -68,7 +68,8 @@ async function searchPage(path, init) {
  * A bare 64-hex value may be an entry UUID, a SHA-256 artifact digest or a key fingerprint:
  * all three are asked. A digest is looked up in the log's one digest index (POST
  * /api/v1/index/retrieve {hash}), which holds hashedrekord artifacts, attestation payload
- * and envelope hashes, and every in-toto subject digest (Rekor's IndexKeys).
+ * and envelope hashes, and every in-toto subject digest (Rekor's IndexKeys). An email or a
+ * URI is a signing certificate's identity (its SAN): POST /api/v1/index/retrieve {identity}.
  */
 function plan(q) {
   const withBefore = (path, before) => (before === null ? path : `${path}?before=${before}`);
@@ -80,6 +81,10 @@ function plan(q) {
     label: "entry UUID",
     // The retrieve route answers an unknown UUID with nothing rather than a 404.
     run: async () => ({ uuids: (await retrieve("entryUUIDs", [u])).map((e) => e.uuid), next: null }),
+  });
+  const identity = (id) => ({
+    label: `certificate identity ${id}`,
+    run: (before) => searchPage(withBefore(`${API}/index/retrieve`, before), { identity: id }),
   });
   const fingerprint = (f) => ({
     label: "key fingerprint",
@@ -100,12 +105,9 @@ function plan(q) {
   }
   if (/^[0-9a-f]{80}$/.test(lower)) return [uuid(lower)];
   if (/^[0-9a-f]{64}$/.test(lower)) return [uuid(lower), digest(`sha256:${lower}`), fingerprint(lower)];
-  if (q.includes("@") || /^[a-z][a-z0-9+.-]*:\/\//i.test(q)) {
-    throw new Error("searching by an email or URI identity needs an identity index, which this log does "
-      + "not have yet; search by the signing key's fingerprint or the artifact digest instead");
-  }
+  if (q.includes("@") || /^[a-z][a-z0-9+.-]*:\/\//i.test(q)) return [identity(q)];
   throw new Error("not a query the explorer understands: give an artifact or in-toto subject digest (sha256:HEX), an entry "
-    + "UUID, a log index or a key fingerprint");
+    + "UUID, a log index, a key fingerprint, or a certificate's email or URI identity");
 }
 
 async function search(q, before) {
