@@ -61,7 +61,14 @@ async def copy(pristine: tuple[str, Path]) -> tuple[str, Path]:
     name = f"fsck_copy{next(_copies)}"
     conn = await asyncpg.connect(pg_support.server().dsn())
     try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{dsn.rsplit("/", 1)[1]}"')
+        for attempt in range(100):  # the closed log's backends may take a moment to exit
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{dsn.rsplit("/", 1)[1]}"')
+                break
+            except asyncpg.ObjectInUseError:
+                if attempt == 99:
+                    raise
+                await asyncio.sleep(0.05)
     finally:
         await conn.close()
     return pg_support.server().dsn(name), key
