@@ -30,8 +30,10 @@ SERVER_ONLY = ("aiohttp", "aiosqlite", "asyncpg", "pymerkle")
 # rfc3161-client for RFC 3161 timestamps in Sigstore bundles (tlog.core.rfc3161).
 CORE_THIRD_PARTY = ("cryptography", "nacl", "rfc8785", "rfc3161_client")
 # The only commands that run the log or load it directly: `tlog serve`, `tlog bench` (and
-# the load generator it runs) and `tlog fsck` (which reads a data directory's database).
-CLI_SERVER_COMMANDS = ("cli.serve_cmd", "cli.bench_cmd", "cli.benchrun", "cli.fsck_cmd")
+# the load generator and PostgreSQL it runs), `tlog fsck` (which reads a log's database) and
+# `tlog migrate` (which copies one).
+CLI_SERVER_COMMANDS = ("cli.serve_cmd", "cli.bench_cmd", "cli.benchrun", "cli.benchpg",
+                       "cli.fsck_cmd", "cli.migrate_cmd")
 
 
 def _module_files() -> dict[str, Path]:
