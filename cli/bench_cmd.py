@@ -32,10 +32,12 @@ from cli.main import main
 @click.option("--log-name", metavar="HOST[:PORT]", default=None,
               help="The name (checkpoint origin) of the log the run or --fill creates. "
               "Default: 127.0.0.1:PORT (127.0.0.1:3000 for --fill).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="HTTP processes of the log the run starts (tlog serve --workers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, concurrency: int,
           calibrate: bool, fill: int | None, kind: str, envelope_kib: int, port: int | None,
-          log_name: str | None, as_json: bool) -> None:
+          log_name: str | None, workers: int, as_json: bool) -> None:
     """Benchmark a log: submissions, proofs, tiles, checkpoints (or build one with --fill)."""
     if log_url and (port or log_name):
         raise click.UsageError("--port and --log-name are for the log the run starts: drop "
@@ -49,7 +51,7 @@ def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, 
 
     result = run_bench(log_url, data_dir, entries, concurrency, reads, calibrate,
                        progress=not as_json, kind=kind, envelope_kib=envelope_kib, port=port,
-                       log_name=log_name)
+                       log_name=log_name, workers=workers)
     if as_json:
         click.echo(jsonlib.dumps(result, indent=2))
         return
