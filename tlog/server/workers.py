@@ -7,8 +7,10 @@ data directory's lock, the key's signing guard and the SQLite writer — and sta
 processes that inherit the listening sockets. The kernel spreads connections over them.
 A worker parses, canonicalizes and verifies a submission, then sends the admitted entry to
 the parent over a socketpair; the parent's sequencer group-commits it and answers with its
-index, integrated time, SET and inclusion proof. The entry is acknowledged only after its
-batch is durable, so a worker that dies loses nothing acknowledged.
+index and integrated time, and the worker signs its SET and computes its inclusion proof
+(the parent, which every submission passes through, does only what must be done once).
+The entry is acknowledged only after its batch is durable, so a worker that dies loses
+nothing acknowledged.
 
 After every committed batch the parent tells every worker the new head (size, root, signed
 checkpoint) and the batch's leaf hashes, written to each worker's stream before any answer
@@ -47,12 +49,14 @@ from typing import Any
 from tlog.core.merkle import HASH_SIZE
 from tlog.core.tiles import TILE_HEIGHT
 from tlog.core.tilestate import TreeState
+from tlog.core.timestamp import sign_set
 from tlog.errors import Overloaded, StartupError, TlogError, Unavailable
 from tlog.server import api
 from tlog.server.log import Log, LogConfig
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Admitted, Duplicate, Published, Sequenced, Sequencer, _fresh_tiles
 from tlog.server.storage.sqlite import SqliteStorage
+from tlog.server.tree import TileTree
 
 log = logging.getLogger("tlog.workers")
 
@@ -160,13 +164,15 @@ class _Channel:
     async def _submit(self, msg: tuple[Any, ...], status: _Status) -> None:
         _, req, body, leaf, keys, event_key = msg
         try:
-            done = await self.lg.sequencer.submit(Admitted(body, leaf, keys, event_key=event_key))
+            # answer=False: the worker signs the SET and computes the proof itself, off the
+            # one process every submission passes through.
+            done = await self.lg.sequencer.submit(Admitted(body, leaf, keys, answer=False,
+                                                           event_key=event_key))
         except Exception as e:  # noqa: BLE001 — every outcome goes back to the worker
             self.send((ANSWER, req, _error_message(e)))
             status.check()
             return
-        self.send((ANSWER, req, None, done.index, done.integrated_time, done.head.state.size,
-                   done.set_sig, done.proof))
+        self.send((ANSWER, req, None, done.index, done.integrated_time, done.head.state.size))
 
 
 class _Status:
@@ -303,7 +309,7 @@ class WorkerSequencer(Sequencer):
         super().__init__(storage, lg_key, origin, head, max_pending=max_pending, metrics=metrics)
         self._reader = reader
         self._writer = writer
-        self._waiting: dict[int, asyncio.Future[Sequenced]] = {}
+        self._waiting: dict[int, tuple[Admitted, asyncio.Future[Sequenced]]] = {}
         self._next = 0
         self._heads: OrderedDict[int, Published] = OrderedDict({head.state.size: head})
         self.served_note = head.note
@@ -338,7 +344,7 @@ class WorkerSequencer(Sequencer):
         self._next += 1
         req = self._next
         fut: asyncio.Future[Sequenced] = asyncio.get_running_loop().create_future()
-        self._waiting[req] = fut
+        self._waiting[req] = (entry, fut)
         self._writer.write(_frame((SUBMIT, req, entry.body, entry.leaf_hash, entry.search_keys,
                                    entry.event_key)))
         try:
@@ -358,7 +364,7 @@ class WorkerSequencer(Sequencer):
             elif kind == STATUS:
                 self.halted, self.last_error = msg[1], msg[2]
         self.parent_gone.set()
-        for fut in self._waiting.values():
+        for _, fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(Unavailable("the log's sequencer went away"))
 
@@ -383,17 +389,23 @@ class WorkerSequencer(Sequencer):
             listener()
 
     def _answer(self, req: int, error: tuple[Any, ...] | None, *done: Any) -> None:
-        fut = self._waiting.get(req)
-        if fut is None or fut.done():
+        """Answer a submission from its outcome: its SET is signed here and its proof
+        computed from the head of its batch (the leaf's tile is among the batch's fresh
+        tiles, the rest is in memory: no storage read)."""
+        waiting = self._waiting.get(req)
+        if waiting is None or waiting[1].done():
             return
+        entry, fut = waiting
         if error is not None:
             fut.set_exception(_error(error))
             return
-        index, integrated_time, size, set_sig, proof = done
+        index, integrated_time, size = done
         head = self._heads.get(size)
         if head is None:  # RECENT_HEADS batches went by before the answer: cannot happen
             fut.set_exception(Unavailable(f"the head at size {size} is gone"))
             return
+        proof = TileTree(head.state, head.fresh_tiles, head.memo).inclusion_proof(index, size)
+        set_sig = sign_set(self.key, entry.body, integrated_time, self._log_id_hex, index)
         fut.set_result(Sequenced(index, integrated_time, head, set_sig, proof))
 
 
