@@ -39,13 +39,18 @@ from cli.main import main
 @click.option("--frontends", type=click.IntRange(1, 8), default=1, show_default=True,
               help="With --database: `tlog serve` processes sharing the log; the load is "
                    "spread over them.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="HTTP processes of the log the run starts (tlog serve --workers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, concurrency: int,
           calibrate: bool, fill: int | None, kind: str, envelope_kib: int, port: int | None,
-          log_name: str | None, database: str | None, frontends: int, as_json: bool) -> None:
+          log_name: str | None, database: str | None, frontends: int, workers: int,
+          as_json: bool) -> None:
     """Benchmark a log: submissions, proofs, tiles, checkpoints (or build one with --fill)."""
     if database is None and frontends > 1:
         raise click.UsageError("--frontends is for a log on PostgreSQL: add --database")
+    if database is not None and workers > 1:
+        raise click.UsageError("--workers is for a log on SQLite; on PostgreSQL run --frontends")
     if log_url and (port or log_name):
         raise click.UsageError("--port and --log-name are for the log the run starts: drop "
                                "--log-url")
@@ -58,7 +63,8 @@ def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, 
 
     result = run_bench(log_url, data_dir, entries, concurrency, reads, calibrate,
                        progress=not as_json, kind=kind, envelope_kib=envelope_kib, port=port,
-                       log_name=log_name, database=database, frontends=frontends)
+                       log_name=log_name, database=database, frontends=frontends,
+                       workers=workers)
     if as_json:
         click.echo(jsonlib.dumps(result, indent=2))
         return

@@ -32,15 +32,19 @@ def _free_port() -> int:
 
 
 def _rss_mb(pid: int | None) -> float | None:
+    """The resident memory of the server and of its worker processes (`--workers`), together."""
     if pid is None:
         return None
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = 0
+        for p in [pid, *map(int, children)]:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
     except OSError:
         return None
-    return None
+    return total / 1024
 
 
 async def _wait_ready(url: str, timeout: float = 60) -> float:
@@ -139,8 +143,9 @@ def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurre
               reads: int, calibrate: bool, progress: bool, kind: str = "hashedrekord",
               envelope_kib: int = 100, port: int | None = None,
               log_name: str | None = None, database: str | None = None,
-              frontends: int = 1) -> dict[str, Any]:
+              frontends: int = 1, workers: int = 1) -> dict[str, Any]:
     """`kind` dsse submits DSSE envelopes of `envelope_kib` KiB instead of hashedrekords.
+    The log the run starts serves HTTP from `workers` processes (`tlog serve --workers`).
     The log the run starts listens on `port` (default: a free one) and, if new, is named
     `log_name` (default: 127.0.0.1:PORT). With `database` (a DSN, or "auto" for a
     throw-away server) it is `frontends` processes on PostgreSQL (cli.benchpg)."""
@@ -155,7 +160,7 @@ def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurre
 
     async def main() -> dict[str, Any]:
         result: dict[str, Any] = {"entries": entries, "concurrency": concurrency, "reads": reads,
-                                  "kind": kind,
+                                  "kind": kind, "workers": workers,
                                   **({"envelope_kib": envelope_kib} if kind == "dsse" else {})}
         if log_url:
             result.update(await _runs(log_url.rstrip("/"), bodies, reads, concurrency, say, None))
@@ -174,7 +179,8 @@ def run_bench(log_url: str | None, data_dir: Path | None, entries: int, concurre
                 bound = port or _free_port()
                 named = ["--public-url", f"http://{log_name}"] if log_name else []
                 proc = _spawn(["-m", "cli", "serve", "--data-dir", str(data), "--port", str(bound),
-                               "--max-pending", str(max(4096, 4 * concurrency)), *named])
+                               "--max-pending", str(max(4096, 4 * concurrency)),
+                               "--workers", str(workers), *named])
                 try:
                     url = f"http://127.0.0.1:{bound}"
                     result["log"] = url

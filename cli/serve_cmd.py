@@ -69,6 +69,9 @@ if TYPE_CHECKING:
 @click.option("--read-only", is_flag=True,
               help="Serve an existing log frozen: reads and proofs only, submissions get 403 "
                    "(key rotation: freeze the old log, start a new one).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes that serve HTTP (admit, verify, read) in front of this one's "
+                   "sequencer, on SQLite: up to one per core. 1: a single process.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Log lines as plain text or as JSON objects (one per line, with request IDs).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
@@ -79,7 +82,7 @@ def serve(data_dir: Path, database: str | None, key_file: Path | None, host: str
           max_attestation_body: int, rate_limit: float,
           rate_burst: int, search_rate_limit: float, search_rate_burst: int, max_connections: int,
           bundle_memory: int, request_timeout: float, max_header_size: int, witnesses: tuple[str, ...],
-          read_only: bool, log_format: str, access_log: bool) -> None:
+          read_only: bool, workers: int, log_format: str, access_log: bool) -> None:
     """Run the log server."""
     import logging
 
@@ -104,4 +107,4 @@ def serve(data_dir: Path, database: str | None, key_file: Path | None, host: str
                        burst=rate_burst, body_timeout=request_timeout,
                        search_rate=search_rate_limit, search_burst=search_rate_burst,
                        max_connections=max_connections)
-    asyncio.run(run(config, host, port, limits=limits, max_header_size=max_header_size))
+    asyncio.run(run(config, host, port, limits=limits, max_header_size=max_header_size, workers=workers))

@@ -14,9 +14,23 @@ log = logging.getLogger("tlog")
 
 
 async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | None = None,
-                max_header_size: int = 8190, ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; then stop accepting, finish the queued batch, exit."""
+                max_header_size: int = 8190, ready: asyncio.Event | None = None,
+                workers: int = 1) -> None:
+    """Serve until SIGTERM/SIGINT; then stop accepting, finish the queued batch, exit.
+    With `workers` > 1, that many processes serve HTTP in front of this one's sequencer
+    (tlog.server.workers)."""
+    limits = limits or ApiLimits()
+    # Header limits are enforced by aiohttp's parser (400 beyond); an idle or stalled
+    # connection is closed after the request timeout (keep-alive timer).
+    timeout = limits.body_timeout
+    runner_args = {"max_line_size": max_header_size, "max_field_size": max_header_size,
+                   "keepalive_timeout": timeout, "lingering_time": min(timeout, 2.0)}
     with listen(host, port) as sockets:  # first: a taken port creates nothing
+        if workers > 1:
+            from tlog.server.workers import serve_workers
+
+            await serve_workers(config, sockets, workers, {"limits": limits, **runner_args}, ready=ready)
+            return
         lg = await Log.open(config)
         if lg.created_key:
             log.info("created a new %s log key in %s", config.key_type, config.key_path)
@@ -35,13 +49,9 @@ async def serve(config: LogConfig, host: str, port: int, *, limits: ApiLimits | 
                 await lg.witnessing.close()
             await lg.sequencer.close()
 
-        # Header limits are enforced by aiohttp's parser (400 beyond); an idle or stalled
-        # connection is closed after the request timeout (keep-alive timer).
-        timeout = (limits or ApiLimits()).body_timeout
         try:
             await run_app(make_app(lg, limits), sockets, started=started, stopping=stopping,
-                          max_line_size=max_header_size, max_field_size=max_header_size,
-                          keepalive_timeout=timeout, lingering_time=min(timeout, 2.0))
+                          **runner_args)
         finally:
             # Also when serving failed to start: `stopping` did not run, and the witness loops,
             # the sequencer and the storage are still open. Closing twice is fine.
