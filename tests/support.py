@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -48,6 +49,15 @@ class Signer:
                               "publicKey": {"content": base64.b64encode(self.pem).decode()}},
             },
         }
+
+
+async def submit_entries(client: ApiClient, signer: Signer, count: int, *, per_batch: int = 50) -> None:
+    """Submit `count` fresh entries, `per_batch` at once (so the log commits them in several
+    batches), and check each was created."""
+    for _ in range(count // per_batch):
+        replies = await asyncio.gather(*[
+            client.post("/api/v1/log/entries", json=signer.proposed()) for _ in range(per_batch)])
+        assert [r.status for r in replies] == [201] * per_batch
 
 
 def check_log_entry(entry_json: dict[str, Any], pub: LogPublicKey) -> tuple[str, dict[str, Any]]:

@@ -98,7 +98,7 @@ RULES = [
     Rule("tlog.client, tlog.audit and tlog.witness never import the log's server or bench",
          lambda m: _within(m, "tlog.client", "tlog.audit", "tlog.witness"),
          lambda i: _within(i, "tlog.server", "tlog.bench")),
-    Rule("only `tlog serve`, `tlog bench` and `tlog fsck` import tlog.server or tlog.bench",
+    Rule("only `tlog serve`, `tlog bench`, `tlog fsck` and `tlog migrate` import tlog.server or tlog.bench",
          lambda m: _within(m, "cli") and m not in CLI_SERVER_COMMANDS,
          lambda i: _within(i, "tlog.server", "tlog.bench")),
     Rule("only `tlog witness` imports the witness's HTTP server",

@@ -22,7 +22,7 @@ from tlog.server.fsck import FsckReport, check_data_dir
 from tlog.server.storage.base import key_prefix
 
 from .cli_support import tlog
-from .support import OpenLog, Signer
+from .support import OpenLog, Signer, submit_entries
 
 SIZE = 300  # a full level-0 tile, a partial one, and a level-1 tile
 
@@ -40,10 +40,7 @@ async def pristine(open_log: OpenLog, pristine_dir: Path) -> Path:
     if not built.exists():
         lg, client = await open_log(data_dir=pristine_dir, batch_size=16, batch_ms=1)
         signer = Signer()
-        for _ in range(SIZE // 50):
-            replies = await asyncio.gather(*[
-                client.post("/api/v1/log/entries", json=signer.proposed()) for _ in range(50)])
-            assert [r.status for r in replies] == [201] * 50
+        await submit_entries(client, signer, SIZE)
         await lg.close()
         built.touch()
     return pristine_dir

@@ -18,7 +18,7 @@ from tlog.server.fsck import FsckReport, check_database
 
 from . import pg_support
 from .cli_support import tlog
-from .support import OpenLog, Signer
+from .support import OpenLog, Signer, submit_entries
 
 SIZE = 300  # a full level-0 tile, a partial one, and a level-1 tile
 URL = "https://log.example.org"
@@ -43,10 +43,7 @@ async def pristine(open_log: OpenLog, built: dict[str, object]) -> tuple[str, Pa
         lg, client = await open_log(data_dir=root / "data", database=new, key_file=key,
                                     public_url=URL, batch_size=16)
         signer = Signer()
-        for _ in range(SIZE // 50):
-            replies = await asyncio.gather(*[
-                client.post("/api/v1/log/entries", json=signer.proposed()) for _ in range(50)])
-            assert [r.status for r in replies] == [201] * 50
+        await submit_entries(client, signer, SIZE)
         await lg.close()
         built.update(dsn=new, key=key)
     dsn, key_file = built["dsn"], built["key"]

@@ -1,5 +1,5 @@
 """A throw-away PostgreSQL server from the machine's own binaries, for the tests and
-`tlog bench --postgres` (issue 15): initdb in a temporary directory, listening on
+`tlog bench --database` with no value (issue 15): initdb in a temporary directory, listening on
 127.0.0.1 on a free port (and a Unix socket in that directory), trust authentication,
 stopped by its PID. Run as the `postgres` user when started by root (initdb refuses root).
 tests/setup/postgres.sh installs the binaries when they are missing.

@@ -43,7 +43,7 @@ from tlog.core.keys import LogKey
 from tlog.core.merkle import leaf_hash
 from tlog.core.tilestate import TreeState, tiles_for_inclusion
 from tlog.core.timestamp import sign_set
-from tlog.errors import Overloaded, Unavailable
+from tlog.errors import Unavailable
 from tlog.server.guard import CheckpointGuard
 from tlog.server.metrics import LogMetrics
 from tlog.server.sequencer import Admitted, Duplicate, Published, Sequenced, Sequencer, _Pending
@@ -164,12 +164,7 @@ class ClusterSequencer(Sequencer):
     # -- submitting -------------------------------------------------------------------------
     async def submit(self, entry: Admitted) -> Sequenced:
         """Queue the entry in the database, wait for the leader's outcome, answer."""
-        if self._closing:
-            raise Unavailable("the log is shutting down")
-        if self.halted:
-            raise Unavailable(f"writes are stopped: {self.halted}; the operator must restart the log")
-        if len(self._waiters) + len(self._to_insert) >= self.max_pending:
-            raise Overloaded(f"{len(self._waiters) + len(self._to_insert)} submissions are already waiting")
+        self._refuse_unless_open(len(self._waiters) + len(self._to_insert))
         loop = asyncio.get_running_loop()
         queued: asyncio.Future[int] = loop.create_future()
         self._to_insert.append((entry, queued))

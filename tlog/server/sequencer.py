@@ -165,13 +165,19 @@ class Sequencer:
             await self._task
         self._executor.shutdown(wait=False)
 
-    async def submit(self, entry: Admitted) -> Sequenced:
+    def _refuse_unless_open(self, waiting: int) -> None:
+        """Admission to the queue, the same for every sequencer (this one, a worker's, a
+        PostgreSQL frontend's): 503 while shutting down or halted, 503 (overloaded) once
+        `waiting` submissions fill `--max-pending`."""
         if self._closing:
             raise Unavailable("the log is shutting down")
         if self.halted:
             raise Unavailable(f"writes are stopped: {self.halted}; the operator must restart the log")
-        if len(self._queue) >= self.max_pending:
-            raise Overloaded(f"{len(self._queue)} submissions are already waiting")
+        if waiting >= self.max_pending:
+            raise Overloaded(f"{waiting} submissions are already waiting")
+
+    async def submit(self, entry: Admitted) -> Sequenced:
+        self._refuse_unless_open(len(self._queue))
         fut: asyncio.Future[Sequenced] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(entry, fut))
         self._wakeup.set()

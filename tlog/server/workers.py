@@ -335,12 +335,9 @@ class WorkerSequencer(Sequencer):
         self._executor.shutdown(wait=False)
 
     async def submit(self, entry: Admitted) -> Sequenced:
-        if self._closing or self.parent_gone.is_set():
+        if self.parent_gone.is_set():
             raise Unavailable("the log is shutting down")
-        if self.halted:
-            raise Unavailable(f"writes are stopped: {self.halted}; the operator must restart the log")
-        if len(self._waiting) >= self.max_pending:
-            raise Overloaded(f"{len(self._waiting)} submissions are already waiting")
+        self._refuse_unless_open(len(self._waiting))
         self._next += 1
         req = self._next
         fut: asyncio.Future[Sequenced] = asyncio.get_running_loop().create_future()

@@ -1,8 +1,10 @@
 """The versions of what a log's storage holds, and how stored data is brought up to date.
 
-Every driver keeps the same data, so the versions are the same for all of them; each
-records its version its own way (SQLite: `meta` rows, tlog.server.storage.sqlite;
-PostgreSQL: its `schema_version` table) and has its own DDL. The versions:
+Every driver keeps the same data and records its version its own way (SQLite: `meta` rows,
+tlog.server.storage.sqlite; PostgreSQL: its `schema_version` table) with its own DDL. The
+versions below are SQLite's; PostgreSQL numbers its own steps (tlog.server.storage.postgres
+`MIGRATIONS`: 1 the history tables, 2 the frontends' queue tables, 3 the same identity
+backfill as here; its logs always held event keys). The versions:
 
 1. entries, tiles, checkpoints, the leaf index (leaf hashes), the search index, meta.
 2. the leaf index also holds the signing-event key of every entry that has one
