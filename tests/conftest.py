@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,23 @@ def _stop_postgres() -> Iterator[None]:
     """Stop the session's PostgreSQL server (tests/pg_support.py) by PID, if a test started it."""
     yield
     pg_support.stop()
+
+
+# Loggers that commands run in-process (`tlog -v …`, `tlog serve`) set to chattier levels.
+_LOGGERS = ("", "tlog", "tlog.access", "aiohttp.access", "aiohttp.server")
+
+
+@pytest.fixture(autouse=True)
+def _logging_levels() -> Iterator[None]:
+    """Put the levels of the loggers a test may change back as they were: otherwise one
+    in-process `tlog -v` leaves the root at DEBUG, and every later test's access lines are
+    kept in memory by pytest's log capture (tests that measure memory then see it grow)."""
+    levels = {name: logging.getLogger(name).level for name in _LOGGERS}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.fixture
