@@ -40,7 +40,11 @@ ESC = "\x1b["
 def tmux() -> None:
     """tmux, installed if missing (apt-get is idempotent)."""
     if shutil.which("tmux") is None:
-        subprocess.run(["apt-get", "install", "-y", "tmux"], capture_output=True, timeout=300)
+        install = ["apt-get", "install", "-y", "tmux"]
+        if subprocess.run(install, capture_output=True, timeout=300).returncode != 0:
+            # A fresh machine has no package lists yet: fetch them once, then install.
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
+            subprocess.run(install, capture_output=True, timeout=300)
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed and could not be installed")
 
