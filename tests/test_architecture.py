@@ -186,7 +186,8 @@ def test_every_design_reference_names_a_section_of_docs_design() -> None:
 def test_the_repository_needs_nothing_beside_it() -> None:
     """Tests, code and docs read only what the repository holds (the Merkle vectors are
     vendored in tests/data/), so the suite runs in a bare checkout."""
-    outside = re.compile(r"\.\./shared|[\"']shared[\"']")  # "../shared", or / "shared" /
+    # The sibling folder a checkout once read, as a relative path or as a quoted path part.
+    outside = re.compile(r"\.\./shared|[\"']shared[\"']")
     this = Path(__file__).resolve()
     found = [str(path.relative_to(ROOT)) for path in _repository_text_files()
              if path != this and outside.search(path.read_text(errors="replace"))]
