@@ -237,3 +237,23 @@ async def test_per_kind_size_limit(open_log: OpenLog) -> None:
     big_hashedrekord = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {"pad": "x" * 100_000}}
     r = await client.post("/api/v1/log/entries", json=big_hashedrekord)
     assert r.status == 413 and "65536" in (await r.json())["message"]
+
+
+async def test_attestations_kept_as_files_by_an_older_tlog_are_still_served(tmp_path: Path) -> None:
+    """Kept in storage now; a log written before schema 4 has them as files, read as a fallback."""
+    from tlog.server.attestations import AttestationStore
+    from tlog.server.storage.memory import MemoryDriver
+
+    storage = await MemoryDriver()(tmp_path)
+    store = AttestationStore(storage, tmp_path / "attestations")
+    old, new = b"an old envelope", b"a new envelope"
+    old_name, new_name = hashlib.sha256(old).hexdigest(), hashlib.sha256(new).hexdigest()
+    (tmp_path / "attestations" / old_name[:2]).mkdir(parents=True)
+    (tmp_path / "attestations" / old_name[:2] / old_name).write_bytes(old)
+    await store.put(new_name, new)
+    assert await storage.get_attestation(new_name) == new
+    assert not (tmp_path / "attestations" / new_name[:2]).exists()
+    assert await store.get(old_name) == old and await store.get(new_name) == new
+    assert await store.get("00" * 32) is None and await store.get("not a name") is None
+    with pytest.raises(ValueError):
+        await store.put(old_name, new)

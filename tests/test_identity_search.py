@@ -207,12 +207,12 @@ async def test_a_schema_2_log_is_noted_by_fsck_then_migrated_and_searchable(
     to_schema_2(data, keep=(2,))
     rep = check_data_dir(data)
     assert rep.ok, rep.faults
-    assert rep.notes == ["schema 2: run `tlog serve` once to migrate it to schema 3 (until then the "
+    assert rep.notes == ["schema 2: run `tlog serve` once to migrate it to schema 4 (until then the "
                          "certificate identities of its older entries are not all in the search "
                          "index, and are not checked)"]
     lg, client = await open_log(data_dir=data)
     meta = await lg.storage.get_meta()
-    assert meta["schema"] == "2" and "schema_migrated_to_3" in meta and schema_version(meta) == 3
+    assert meta["schema"] == "2" and "schema_migrated_to_3" in meta and schema_version(meta) == 4
     u = logged.uuids
     assert await search(client, {"email": EMAIL}) == [u[1], u[2], u[4]]
     assert await search(client, {"identity": OTHER_WORKFLOW}) == [u[3]]
@@ -245,13 +245,15 @@ async def test_postgresql_migration_3_backfills_the_identity_rows(logged: Logged
         await st.init_meta({"log_id": "ab", "origin": "example.org/log"})
         await append(st, TreeState.empty(), bodies, keys=lambda i: ())  # written without them
         async with st.writer() as w:
-            await w.execute("DELETE FROM schema_version WHERE version = 3")
+            # back to version 2: the versions from 3 on, and version 4's table, undone
+            await w.execute("DELETE FROM schema_version WHERE version >= 3")
+            await w.execute("DROP TABLE attestations")
     finally:
         await st.close()
     st = await PostgresStorage.open(dsn)
     try:
         async with st.writer() as w:
-            assert await w.fetchval("SELECT max(version) FROM schema_version") == 3
+            assert await w.fetchval("SELECT max(version) FROM schema_version") == 4
         assert await st.search([ident(EMAIL.lower())], before=10, limit=10) == [4, 2, 1]
         assert await st.search([ident(WORKFLOW)], before=10, limit=10) == [1]
     finally:

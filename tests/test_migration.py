@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = "/api/v1/log/entries"
 # The group order of P-256 (SEC 2 §2.4.2), written here independently of the code under test.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-NOTE = ("schema 1: run `tlog serve` once to migrate it to schema 3 (until then the "
+NOTE = ("schema 1: run `tlog serve` once to migrate it to schema 4 (until then the "
         "signing-event keys of its older entries are not all in the leaf index; the "
         "certificate identities of its older entries are not all in the search index, and "
         "are not checked)")
@@ -174,7 +174,7 @@ async def test_serving_migrates_and_the_twin_of_an_old_high_s_entry_is_a_duplica
         open_log: OpenLog, old_log: OldLog) -> None:
     lg, client = await open_log(data_dir=old_log.data)
     meta = await lg.storage.get_meta()
-    assert meta["schema"] == "1" and "schema_migrated_to_2" in meta and schema_version(meta) == 3
+    assert meta["schema"] == "1" and "schema_migrated_to_2" in meta and schema_version(meta) == 4
     r = await client.post(ENTRIES, json=old_log.twin)
     assert (r.status, r.headers.get("Location")) == (409, old_log.location)
     uuid = old_log.location.rsplit("/", 1)[-1]
@@ -185,7 +185,7 @@ async def test_serving_migrates_and_the_twin_of_an_old_high_s_entry_is_a_duplica
     assert event_rows(old_log.data) <= stored(old_log.data)[1]
     rep = check_data_dir(old_log.data)
     assert rep.ok and rep.notes == [], (rep.faults, rep.notes)
-    # Migrated once: the next open finds version 3 and adds nothing.
+    # Migrated once: the next open finds version 4 and adds nothing.
     after = stored(old_log.data)
     st = await SqliteStorage.open_in(old_log.data)
     await st.close()
@@ -273,14 +273,14 @@ async def test_a_migration_killed_half_way_is_finished_by_the_next_open(old_log:
 # -- versions ------------------------------------------------------------------------------------
 
 async def test_a_newer_schema_is_refused_and_fsck_reports_it(old_log: OldLog) -> None:
-    await (await SqliteStorage.open_in(old_log.data)).close()  # at version 3, all rows there
-    sql(old_log.data, "INSERT INTO meta (key, value) VALUES ('schema_migrated_to_4', '0')")
+    await (await SqliteStorage.open_in(old_log.data)).close()  # at version 4, all rows there
+    sql(old_log.data, "INSERT INTO meta (key, value) VALUES ('schema_migrated_to_5', '0')")
     for read_only in (False, True):
-        with pytest.raises(StorageError, match="schema version 4, newer than this tlog knows"):
+        with pytest.raises(StorageError, match="schema version 5, newer than this tlog knows"):
             await SqliteStorage.open_in(old_log.data, read_only=read_only)
     rep = check_data_dir(old_log.data)
     assert [(f.kind, f.where, f.detail) for f in rep.faults] == [
-        ("meta", "schema", "version 4 is newer than this tlog knows (3): check it with a newer tlog")]
+        ("meta", "schema", "version 5 is newer than this tlog knows (4): check it with a newer tlog")]
 
 
 def test_the_schema_version_is_the_creation_one_raised_by_each_migration() -> None:

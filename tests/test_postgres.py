@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import json
 import signal
 import subprocess
 import time
@@ -115,13 +117,16 @@ async def test_postgres_schema_refuses_to_rewrite_history(dsn: str) -> None:
     st = await PostgresStorage.open(dsn)
     await fill(st, 300)
     await st.init_meta({"log_id": "ab"})
+    await st.put_attestation("ab" * 32, b"kept")
     await st.close()
     conn = await asyncpg.connect(dsn)
     try:
         for statement in ["UPDATE entries SET body = '\\x00' WHERE idx = 0", "DELETE FROM entries",
                           "UPDATE tiles SET hashes = '\\x00'", "DELETE FROM checkpoints",
                           "DELETE FROM leaf_index", "DELETE FROM search_index",
-                          "UPDATE meta SET value = 'x'", "TRUNCATE entries"]:
+                          "UPDATE meta SET value = 'x'", "TRUNCATE entries",
+                          "UPDATE attestations SET data = '\\x00'", "DELETE FROM attestations",
+                          "TRUNCATE attestations"]:
             with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="append-only"):
                 await conn.execute(statement)
         assert await conn.fetchval("SELECT max(version) FROM schema_version") >= 2
@@ -335,3 +340,34 @@ async def test_the_leader_deletes_outcomes_a_dead_frontend_left(
                                 "AND NOT t.tgisinternal") == []
     finally:
         await conn.close()
+
+
+async def test_an_attestation_admitted_by_one_frontend_is_served_by_the_other(
+        open_log: OpenLog, tmp_path: Path, dsn: str) -> None:
+    """The kept envelope is in the database, not in the admitting frontend's data directory:
+    every frontend serves it, and fsck checks it from the database alone."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tlog.server.fsck import check_database
+
+    from .test_attestation_entries import dsse_request, envelope, statement
+
+    (leader, to_leader), (follower, to_follower) = await _two_logs(open_log, tmp_path, dsn)
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = envelope(statement(("artifact", b"bytes")), key)
+    for admit, read in ((to_follower, to_leader), (to_leader, to_follower)):
+        r = await admit.post("/api/v1/log/entries", json=dsse_request(env, key))
+        assert r.status in (201, 409), await r.text()
+        uuid = r.headers["Location"].rsplit("/", 1)[-1] if r.status == 409 else next(iter(await r.json()))
+        got = await read.get(f"/api/v1/log/entries/{uuid}")
+        assert got.status == 200, await got.text()
+        answer = next(iter((await got.json()).values()))
+        kept = base64.b64decode(answer["attestation"]["data"])
+        spec = json.loads(base64.b64decode(answer["body"]))["spec"]
+        assert hashlib.sha256(kept).hexdigest() == spec["envelopeHash"]["value"]
+        assert json.loads(kept)["payload"] == base64.b64encode(env.payload).decode()
+    assert not any((tmp_path / f"fe{n}" / "attestations").exists() for n in range(2))
+    await follower.close()
+    await leader.close()
+    rep = await asyncio.to_thread(check_database, dsn, key_file=tmp_path / "secret" / "log.key")
+    assert rep.ok and rep.notes == [], (rep.faults, rep.notes)

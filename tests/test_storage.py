@@ -5,6 +5,7 @@ schema itself refuses to rewrite."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -193,11 +194,14 @@ async def test_latest_checkpoint_is_the_largest(driver: Driver) -> None:
     "DELETE FROM leaf_index",
     "DELETE FROM search_index",
     "UPDATE meta SET value = 'x'",
+    "UPDATE attestations SET data = x'00'",
+    "DELETE FROM attestations",
 ])
 async def test_sqlite_schema_refuses_to_rewrite_history(tmp_path: Path, statement: str) -> None:
     st = await SqliteStorage.open_in(tmp_path)
     await fill(st, 300)
     await st.init_meta({"log_id": "ab"})
+    await st.put_attestation("ab" * 32, b"kept")
     await st.close()
     con = sqlite3.connect(tmp_path / DB_FILE)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -254,6 +258,25 @@ async def test_a_batch_that_would_rewrite_history_stores_nothing(driver: Driver,
     assert await st.read_entries([10, 11]) == {} and await st.search([77], before=20, limit=5) == []
     assert await st.find_leaves([leaf_hash(b"x"), leaf_hash(b"y")]) == {}
     assert await st.read_tile(0, 0) == b"".join(LEAVES[:10])
+    await st.close()
+
+
+async def test_attestations_are_kept_once_by_name_and_survive_a_reopen(driver: Driver) -> None:
+    st = await driver.open()
+    a, b = hashlib.sha256(b"envelope").hexdigest(), hashlib.sha256(b"payload").hexdigest()
+    assert await st.get_attestation(a) is None
+    await st.put_attestation(a, b"envelope")
+    await st.put_attestation(a, b"envelope")  # idempotent: stored once
+    await st.put_attestation(b, b"payload")
+    assert await st.get_attestation(a) == b"envelope" and await st.get_attestation(b) == b"payload"
+    await st.close()
+    st = await driver.open(read_only=True)
+    assert await st.get_attestation(a) == b"envelope" and await st.get_attestation("00" * 32) is None
+    with pytest.raises(StorageError):
+        await st.put_attestation(hashlib.sha256(b"x").hexdigest(), b"x")
+    await st.close()
+    st = await driver.open()
+    assert await st.get_attestation(hashlib.sha256(b"x").hexdigest()) is None
     await st.close()
 
 

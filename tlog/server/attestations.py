@@ -3,11 +3,16 @@ payload of an `intoto` one (tlog.core.entries: `Entry.attestation`), so that a v
 check an attestation's signatures and subjects from the log alone (`tlog verify-attestation`).
 
 Rekor's counterpart is its attestation storage (`--attestation_storage_bucket`, keyed by
-the payload hash, served as `LogEntry.attestation.data`). Here: one file per attestation in
-DATA_DIR/attestations/, named by the hex SHA-256 its entry's body records (`envelopeHash`,
-`payloadHash`), so a reader checks what it gets against the body the log signed. Written
-before the entry is sequenced and fsync'd (a file whose entry never lands is harmless, and a duplicate
-writes the same bytes), read when an entry is served.
+the payload hash, served as `LogEntry.attestation.data`). Here: the log's own storage
+(`Storage.put_attestation`: SQLite's and PostgreSQL's `attestations` table, so that every
+frontend of a PostgreSQL log serves what any of them admitted), content-addressed by the
+hex SHA-256 its entry's body records (`envelopeHash`, `payloadHash`), so a reader checks
+what it gets against the body the log signed. Written before the entry is sequenced and
+durable (one whose entry never lands is harmless, and a duplicate stores nothing new),
+read when an entry is served.
+
+Logs written before schema version 4 kept them as files, DATA_DIR/attestations/xx/NAME
+(`AttestationFiles`): still read there when storage has none, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -17,45 +22,55 @@ import hashlib
 import re
 from pathlib import Path
 
-from tlog.files import write_atomically
+from tlog.server.storage.base import Storage
 
 _NAME = re.compile(r"[0-9a-f]{64}")
 
 
-class AttestationStore:
-    """Content-addressed files under `root`."""
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"not a hex SHA-256: {name!r}")
+
+
+def _verified(name: str, data: bytes | None) -> bytes | None:
+    return data if data is not None and hashlib.sha256(data).hexdigest() == name else None
+
+
+class AttestationFiles:
+    """The content-addressed files older logs kept under `root` (read only, blocking)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, name: str) -> Path:
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"not a hex SHA-256: {name!r}")
-        return self.root / name[:2] / name
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, None if there is none (or they do not hash to `name`)."""
+        try:
+            _check_name(name)
+            data = (self.root / name[:2] / name).read_bytes()
+        except (OSError, ValueError):
+            return None
+        return _verified(name, data)
+
+
+class AttestationStore:
+    """Attestations in `storage`, with the files under `legacy` as a read fallback."""
+
+    def __init__(self, storage: Storage, legacy: Path) -> None:
+        self.storage = storage
+        self.files = AttestationFiles(legacy)
 
     async def put(self, name: str, data: bytes) -> None:
-        """Keep `data` as `name` (its SHA-256, checked), atomically."""
+        """Keep `data` as `name` (its SHA-256, checked), durably."""
+        _check_name(name)
         if hashlib.sha256(data).hexdigest() != name:
             raise ValueError("an attestation is kept under its own SHA-256")
-        await asyncio.to_thread(self._write, self._path(name), data)
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # fsync'd before the entry is sequenced, so an acknowledged entry's attestation
-        # survives a crash as its entry does.
-        write_atomically(path, data)
+        await self.storage.put_attestation(name, data)
 
     async def get(self, name: str) -> bytes | None:
         """The kept bytes, None if there are none (or they do not hash to `name`)."""
-        return await asyncio.to_thread(self.read, name)
-
-    def read(self, name: str) -> bytes | None:
-        """`get`, blocking: for offline readers (`tlog fsck`)."""
-        try:
-            data = self._path(name).read_bytes()
-        except (OSError, ValueError):
+        if not _NAME.fullmatch(name):
             return None
-        return data if hashlib.sha256(data).hexdigest() == name else None
+        kept = _verified(name, await self.storage.get_attestation(name))
+        if kept is None:
+            kept = await asyncio.to_thread(self.files.read, name)
+        return kept

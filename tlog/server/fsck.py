@@ -16,7 +16,9 @@ What is checked, and against what:
 - entries: contiguous 0..n-1 for the latest checkpoint's size n, none beyond it; every body
   canonical for its kind (tlog.core.entries.read_body: hashedrekord, dsse, intoto) and its
   signatures verifying — for dsse and intoto, whose bodies hold hashes of what was signed,
-  with the envelope or payload kept in DATA_DIR/attestations/ (a note where it is absent).
+  with the envelope or payload the log keeps (its `attestations` table, from schema
+  version 4; else DATA_DIR/attestations/, where older logs kept them: a note where it is
+  absent).
 - tiles (C2SP tlog-tiles): level-0 hashes are the entries' RFC 6962 leaf hashes; a hash at
   level L ≥ 1 is a fault only if it matches neither the tree rebuilt from the entries nor
   the stored tile below it, so one wrong hash is reported once, at the tile that holds it;
@@ -41,6 +43,7 @@ again at every checkpoint after it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import stat
@@ -59,7 +62,7 @@ from tlog.core.note import parse_note
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, tile_width_at
 from tlog.core.tilestate import TileWrite, TreeState
 from tlog.errors import InvalidInput, TlogError, VerificationError
-from tlog.server.attestations import AttestationStore
+from tlog.server.attestations import AttestationFiles
 from tlog.server.layout import ATTESTATIONS_DIR, DB_FILE, KEY_FILE
 from tlog.server.storage.base import StorageError, key_prefix, search_key
 from tlog.server.storage.migrations import EVENT_KEYS, IDENTITY_KEYS
@@ -169,7 +172,7 @@ def check_data_dir(path: Path, *, progress: Progress | None = None,
     source = _SqliteSource(_open_read_only(db))
     try:
         _Check(source, report, pub, log_key is not None, signatures, progress,
-               AttestationStore(data / ATTESTATIONS_DIR)).run()
+               AttestationFiles(data / ATTESTATIONS_DIR)).run()
     finally:
         source.close()
     return report
@@ -183,7 +186,8 @@ def check_database(dsn: str, *, key_file: Path | None = None, data_dir: Path | N
 
     The log key is `log_key` (public) or the one in `key_file` (the `--key` the frontends
     use; checked like DATA_DIR/log.key); `data_dir` is a frontend's data directory, for
-    the dsse/intoto attestations it keeps. Raises FsckError if there is no key at all or
+    the dsse/intoto attestations a frontend kept there before schema version 4 (since,
+    they are in the database). Raises FsckError if there is no key at all or
     the database cannot be reached or holds no log."""
     from tlog.server.fsck_postgres import PostgresSource
 
@@ -194,8 +198,8 @@ def check_database(dsn: str, *, key_file: Path | None = None, data_dir: Path | N
     try:
         report = FsckReport(source.name, signatures_checked=signatures, max_listed=max_listed)
         pub = log_key if key_file is None else _log_key(key_file, log_key, report)
-        # No data directory: a store that holds nothing (each attestation entry is a note).
-        attestations = AttestationStore((data_dir or Path(os.devnull)) / ATTESTATIONS_DIR)
+        # No data directory: no old files, only the database's attestations.
+        attestations = AttestationFiles((data_dir or Path(os.devnull)) / ATTESTATIONS_DIR)
         _Check(source, report, pub, log_key is not None, signatures, progress, attestations,
                key_name=KEY_FILE if key_file is None else key_file.name).run()
     finally:
@@ -275,6 +279,9 @@ class FsckSource(Protocol):
         ...
     def search_rows(self) -> Iterable[tuple[Any, ...]]:  # (idx, key) by idx, key
         ...
+    def attestation(self, name: str) -> bytes | None:
+        """The attestation kept under `name` (None: none, or a schema before version 4)."""
+        ...
     def close(self) -> None: ...
 
 
@@ -326,6 +333,15 @@ class _SqliteSource:
 
     def search_rows(self) -> Iterable[tuple[Any, ...]]:
         return self.conn.execute("SELECT idx, key FROM search_index ORDER BY idx, key")
+
+    def attestation(self, name: str) -> bytes | None:
+        try:
+            row = self.conn.execute("SELECT data FROM attestations WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # before schema version 4
+                return None
+            raise
+        return None if row is None else _as_bytes(row[0])
 
     def close(self) -> None:
         self.conn.close()
@@ -553,7 +569,7 @@ class _Check:
 
     def __init__(self, source: FsckSource, report: FsckReport, pub: LogPublicKey | None,
                  pinned: bool, signatures: bool, progress: Progress | None,
-                 attestations: AttestationStore, key_name: str = KEY_FILE) -> None:
+                 attestations: AttestationFiles, key_name: str = KEY_FILE) -> None:
         """`key_name`: where a key that is not the log's is reported (its file's name)."""
         self.source = source
         self.key_name = key_name
@@ -694,7 +710,8 @@ class _Check:
         if self.unverified:
             self.report.notes.append(
                 f"{self.unverified} dsse/intoto entries' signatures not checked: their envelope "
-                f"or payload is not in {ATTESTATIONS_DIR}/ (the body holds only its hash)")
+                f"or payload is not kept (neither in the database nor in {ATTESTATIONS_DIR}/; "
+                f"the body holds only its hash)")
         if self.unknown_from is None and self.entries.state.size == size:
             self.report.root = self.entries.state.root()
 
@@ -784,7 +801,7 @@ class _Check:
             return None, None
         if not self.signatures:
             return entry, () if entry.attestation_key is None else None
-        kept = None if entry.attestation_key is None else self.attestations.read(entry.attestation_key)
+        kept = None if entry.attestation_key is None else self.attestation(entry.attestation_key)
         try:
             subjects = entry.verify(kept)
         except InvalidInput as e:
@@ -793,6 +810,14 @@ class _Check:
         if subjects is None:
             self.unverified += 1
         return entry, subjects
+
+    def attestation(self, name: str) -> bytes | None:
+        """The attestation kept under `name`: the database's, else an old file's; None if
+        neither holds bytes that hash to `name`."""
+        kept = self.source.attestation(name)
+        if kept is not None and hashlib.sha256(kept).hexdigest() == name:
+            return kept
+        return self.attestations.read(name)
 
     def leaf_mismatch(self, index: int, h: bytes, tile_hash: bytes, prefixes: list[object]) -> None:
         """The entry's leaf hash is not the level-0 tile's: the leaf index, a third record

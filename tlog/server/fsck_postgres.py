@@ -25,6 +25,7 @@ import asyncpg
 from tlog.server.fsck import FsckError
 from tlog.server.storage.base import StorageError
 from tlog.server.storage.postgres import (
+    ATTESTATIONS,
     HISTORY,
     IDENTITY_KEYS,
     MIGRATIONS,
@@ -97,7 +98,7 @@ class PostgresSource:
         rows = self._fetch("SELECT c.relname, t.tgname, t.tgenabled <> 'D' FROM pg_trigger t "
                            "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal")
         enabled = {(table, name): on for table, name, on in rows}
-        for table in HISTORY:
+        for table in (*HISTORY, *(("attestations",) if self._version >= ATTESTATIONS else ())):
             for trigger in (f"{table}_append_only", f"{table}_no_truncate"):
                 if (table, trigger) not in enabled:
                     yield f"trigger {trigger} is missing: {table} is no longer append-only"
@@ -133,6 +134,12 @@ class PostgresSource:
 
     def search_rows(self) -> Iterator[tuple[Any, ...]]:
         return self._stream("SELECT idx, key FROM search_index ORDER BY idx, key")
+
+    def attestation(self, name: str) -> bytes | None:
+        if self._version < ATTESTATIONS:
+            return None
+        rows = self._fetch("SELECT data FROM attestations WHERE name = $1", name)
+        return bytes(rows[0][0]) if rows else None
 
     # -- reading ----------------------------------------------------------------------------
     def _fetch(self, sql: str, *args: object) -> list[tuple[Any, ...]]:

@@ -220,7 +220,7 @@ class Log:
         self._verifier = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="tlog-verify")
         self._verifying = 0  # costly signature checks running or waiting for a thread
         self._lock: DirLock | None = None
-        self.attestations = AttestationStore(config.data_dir / ATTESTATIONS_DIR)
+        self.attestations = AttestationStore(storage, config.data_dir / ATTESTATIONS_DIR)
 
     @classmethod
     async def open(cls, config: LogConfig, *, storage_factory: StorageFactory | None = None) -> Log:

@@ -9,7 +9,8 @@ tree engine computes for them, and the checkpoint itself — the same signed not
 batch is written, the tree extended by its entries must give the checkpoint's root: the
 copy never stores a checkpoint its entries do not prove. Afterwards every entry is read
 back from PostgreSQL and compared with the source, and the destination's recovered tree
-must give the source's latest root.
+must give the source's latest root. The kept attestations are copied too: the source's
+`attestations` table and the files of DATA_DIR/attestations/ older versions wrote.
 
 The source is read-only (SQLite `mode=ro`); a destination that already holds a log is
 refused. The log key stays where it is: point `tlog serve --key` at DATA_DIR/log.key.
@@ -26,7 +27,8 @@ from pathlib import Path
 from tlog.core.merkle import leaf_hash
 from tlog.core.tilestate import TreeState
 from tlog.errors import StartupError
-from tlog.server.layout import DB_FILE
+from tlog.server.attestations import AttestationFiles
+from tlog.server.layout import ATTESTATIONS_DIR, DB_FILE
 from tlog.server.storage.base import NewEntry, StorageError, StoredCheckpoint, key_prefix
 from tlog.server.storage.postgres import PostgresStorage
 from tlog.server.storage.sqlite import MIGRATED_TO, SCHEMA_VERSION, schema_version
@@ -100,6 +102,14 @@ async def migrate_sqlite_to_postgres(data_dir: Path, dsn: str,
             state = new
             if progress is not None:
                 progress(state.size, total)
+        # The kept attestations: the source's table, and the files older versions kept.
+        for name, data in src.execute("SELECT name, data FROM attestations"):
+            if hashlib.sha256(data).hexdigest() == name:
+                await dst.put_attestation(name, bytes(data))
+        files = AttestationFiles(data_dir / ATTESTATIONS_DIR)
+        for file in sorted(files.root.glob("??/*")) if files.root.is_dir() else ():
+            if (kept := files.read(file.name)) is not None and file.parent.name == file.name[:2]:
+                await dst.put_attestation(file.name, kept)
         await dst.init_meta(meta)
         # Verify: every entry read back equals the source's, and the copy's tree its root.
         dst_digest = hashlib.sha256()

@@ -15,7 +15,10 @@ What a driver stores, and must keep append-only (nothing is ever updated or dele
   The leaf index holds each entry's leaf hash and, where it differs, its signing-event key
   (`NewEntry.event_key`). Keys this short may collide, so lookups are confirmed against the
   stored bodies;
-- meta: the log's identity (logID, origin), written once.
+- meta: the log's identity (logID, origin), written once;
+- attestations: the DSSE envelopes (dsse) and payloads (intoto) kept beside attestation
+  entries, whose bodies record only their hashes (tlog.server.attestations), by the hex
+  SHA-256 of their bytes: content-addressed, so storing one twice stores nothing new.
 """
 
 from __future__ import annotations
@@ -156,6 +159,17 @@ class Storage(Protocol):
         chunks, the signed checkpoint — all or nothing, and return once it is durable
         (DESIGN §4). An index,
         tile chunk or checkpoint size already stored is a `StorageError` (append-only)."""
+        ...
+
+    async def put_attestation(self, name: str, data: bytes) -> None:
+        """Keep an attestation's bytes under `name`, the hex SHA-256 of `data` (the caller
+        checks it), and return once it is durable: called before its entry is sequenced, so
+        an acknowledged entry's attestation survives as its entry does. Idempotent: a
+        `name` already kept is left as it is (content-addressed: the same bytes)."""
+        ...
+
+    async def get_attestation(self, name: str) -> bytes | None:
+        """The bytes kept under `name`, or None if none are."""
         ...
 
     async def recover(self) -> RecoveredTree:

@@ -43,6 +43,7 @@ class _Tables:
     checkpoints: dict[int, StoredCheckpoint] = field(default_factory=dict)
     leaf_index: dict[int, set[int]] = field(default_factory=dict)  # prefix → indexes
     search_index: dict[int, set[int]] = field(default_factory=dict)  # key → indexes
+    attestations: dict[str, bytes] = field(default_factory=dict)  # hex SHA-256 → bytes
 
 
 class MemoryStorage:
@@ -99,6 +100,12 @@ class MemoryStorage:
         for w in tile_writes:
             t.tiles.setdefault((w.level, w.index), {})[w.start] = w.hashes
         t.checkpoints[checkpoint.size] = checkpoint
+
+    async def put_attestation(self, name: str, data: bytes) -> None:
+        self._tables(write=True).attestations.setdefault(name, bytes(data))
+
+    async def get_attestation(self, name: str) -> bytes | None:
+        return self._tables().attestations.get(name)
 
     async def recover(self) -> RecoveredTree:
         entries = self._tables().entries

@@ -16,6 +16,10 @@ backfill as here; its logs always held event keys). The versions:
    X.509 certificate (SAN emails and URIs, tlog.core.entries.body_identities; search by
    identity, issues 17 and 18): `identity_key_rows` derives them for the entries stored
    before.
+4. the `attestations` table: the DSSE envelopes and payloads kept beside attestation
+   entries (tlog.server.attestations), which were files in DATA_DIR/attestations/ before
+   (still read there as a fallback: nothing is copied, nothing is lost). PostgreSQL's is
+   its version 4, too.
 
 The rule every driver follows:
 - a writable open brings an older database to `CURRENT`: each step, and the record of the
@@ -37,9 +41,10 @@ from tlog.core.entries import body_identities, event_key_of_body
 from tlog.core.merkle import leaf_hash
 from tlog.server.storage.base import key_prefix, search_key
 
-CURRENT: Final = 3
+CURRENT: Final = 4
 EVENT_KEYS: Final = 2  # the first version whose leaf index holds every event key
 IDENTITY_KEYS: Final = 3  # the first version whose search index holds every identity
+ATTESTATIONS: Final = 4  # the first version that keeps attestations in the database
 
 
 def event_key_rows(entries: Iterable[tuple[int, bytes]]) -> list[tuple[int, int]]:

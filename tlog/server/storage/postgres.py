@@ -13,6 +13,10 @@ leader, issue 15 item 3: the frontends' queue, durable, so an acknowledged submi
 never lost) with `pending_done` (each one's outcome), and `leader` (who sequences now, for
 /readyz). tlog.server.cluster uses them.
 
+The kept attestations (`attestations`: DSSE envelopes and payloads by their hex SHA-256,
+tlog.server.attestations) are history too, from version 4: every frontend reads what any
+frontend admitted.
+
 The schema is tlog's own: `MIGRATIONS` are applied in order, each recorded in
 `schema_version`, under a transaction-level advisory lock so frontends starting together
 migrate once. One connection writes (`_w`, serialised by a lock: asyncpg runs one query at
@@ -53,6 +57,7 @@ MIGRATE_LOCK = 0x746C6F67_00000001
 SEQUENCER_LOCK = 0x746C6F67_00000002
 
 HISTORY = ("meta", "entries", "tiles", "checkpoints", "leaf_index", "search_index")
+ATTESTATIONS = 4  # the version that adds the `attestations` table, append-only as HISTORY's
 
 # A migration: DDL, or a step that derives rows from what is stored (a backfill).
 Migration: TypeAlias = "str | Callable[[asyncpg.Connection], Awaitable[None]]"
@@ -104,6 +109,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE TABLE leader (one INT PRIMARY KEY CHECK (one = 1), name TEXT NOT NULL, since BIGINT NOT NULL);
     """,
     _backfill_identity_keys,
+    """
+    CREATE TABLE attestations (name TEXT PRIMARY KEY, data BYTEA NOT NULL);
+    CREATE TRIGGER attestations_append_only BEFORE UPDATE OR DELETE ON attestations
+        FOR EACH ROW EXECUTE FUNCTION tlog_append_only();
+    CREATE TRIGGER attestations_no_truncate BEFORE TRUNCATE ON attestations
+        FOR EACH STATEMENT EXECUTE FUNCTION tlog_append_only();
+    """,
 )
 IDENTITY_KEYS = 3  # the first version whose search index holds every certificate identity
 
@@ -278,6 +290,18 @@ class PostgresStorage:
                             checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created)
             if self.batch_hook is not None:
                 await self.batch_hook(w, entries)
+
+    async def put_attestation(self, name: str, data: bytes) -> None:
+        """Keep it once (ON CONFLICT DO NOTHING fires no UPDATE trigger), durable when the
+        statement's implicit transaction commits (synchronous_commit=on)."""
+        async with self.writer() as w:
+            await w.execute("INSERT INTO attestations (name, data) VALUES ($1, $2) "
+                            "ON CONFLICT DO NOTHING", name, data)
+
+    async def get_attestation(self, name: str) -> bytes | None:
+        async with self.reader() as r:
+            data = await r.fetchval("SELECT data FROM attestations WHERE name = $1", name)
+        return None if data is None else bytes(data)
 
     async def recover(self) -> RecoveredTree:
         """The tree at the latest checkpoint, read in one snapshot (REPEATABLE READ): other

@@ -13,6 +13,8 @@ Tables:
 - `leaf_index`, `search_index`: 8-byte hash prefixes → index (8-byte keys keep the index
   near 20 bytes an entry; callers confirm candidates against the full body). The leaf
   index has a second row for an entry with a signing-event key (`NewEntry.event_key`).
+- `attestations`: the kept DSSE envelopes and payloads by their hex SHA-256 (from schema
+  version 4: created by that migration, or with a new database), append-only as well.
 - `meta`: the log's identity (logID, origin) and schema version, written once; a migration
   appends a `schema_migrated_to_N` row (`schema_version`).
 
@@ -48,6 +50,7 @@ from tlog.server.storage.base import (
     recover_tree,
 )
 from tlog.server.storage.migrations import (
+    ATTESTATIONS,
     CURRENT,
     EVENT_KEYS,
     IDENTITY_KEYS,
@@ -97,14 +100,30 @@ CREATE TABLE IF NOT EXISTS search_index (
 _APPEND_ONLY = ("meta", "entries", "tiles", "checkpoints", "leaf_index", "search_index")
 
 
-def _append_only_triggers() -> str:
+def _append_only_triggers(tables: Iterable[str] = _APPEND_ONLY) -> str:
     out = []
-    for table in _APPEND_ONLY:
+    for table in tables:
         for op in ("UPDATE", "DELETE"):
             out.append(
                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, 'tlog history is append-only: {op} on {table}'); END;")
     return "\n".join(out)
+
+
+# Version 4's table, with its triggers: not in _SCHEMA, which every open runs, so that a
+# read-only open of an older database creates nothing. INSERT OR IGNORE stores an
+# attestation once (it fires no UPDATE or DELETE trigger).
+_ATTESTATIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attestations (name TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+""" + _append_only_triggers(("attestations",))
+
+
+async def _create_attestations(w: aiosqlite.Connection) -> int:
+    """Version 4: the attestations table (its rows are written from then on; older ones
+    stay files in DATA_DIR/attestations/, read as a fallback)."""
+    for statement in filter(str.strip, _ATTESTATIONS_SCHEMA.split(";\n")):
+        await w.execute(statement)
+    return 0
 
 
 def schema_version(meta: Mapping[str, str]) -> int | None:
@@ -138,8 +157,9 @@ async def _backfill(w: aiosqlite.Connection, derive: Callable[[_Rows], list[tupl
 
 
 # Version N → the step that brings a database at version N - 1 to it: 2, the event-key rows
-# of the high-s entries; 3, the certificate identities' search rows.
+# of the high-s entries; 3, the certificate identities' search rows; 4, the attestations table.
 _MIGRATIONS: dict[int, Callable[[aiosqlite.Connection], Awaitable[int]]] = {
+    ATTESTATIONS: _create_attestations,
     EVENT_KEYS: lambda w: _backfill(
         w, event_key_rows, "INSERT OR IGNORE INTO leaf_index (prefix, idx) VALUES (?, ?)"),
     IDENTITY_KEYS: lambda w: _backfill(
@@ -155,7 +175,11 @@ async def _migrate(w: aiosqlite.Connection, path: Path, *, read_only: bool) -> N
     version is refused either way: what it stores is unknown to this code."""
     version = schema_version(dict(cast("Iterable[tuple[str, str]]",
                                        await w.execute_fetchall("SELECT key, value FROM meta"))))
-    if version is None or version == SCHEMA_VERSION:
+    if version is None:  # a new database, at SCHEMA_VERSION once init_meta records it
+        if not read_only:
+            await w.executescript(_ATTESTATIONS_SCHEMA)
+        return
+    if version == SCHEMA_VERSION:
         return
     if version > SCHEMA_VERSION:
         raise StorageError(f"{path.name} has schema version {version}, newer than this tlog "
@@ -285,6 +309,21 @@ class SqliteStorage:
             ("INSERT INTO checkpoints (size, root, note, created) VALUES (?, ?, ?, ?)",
              [(checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created)]),
         ])
+
+    async def put_attestation(self, name: str, data: bytes) -> None:
+        """Keep it once (INSERT OR IGNORE), durable when the commit returns."""
+        await self._write([("INSERT OR IGNORE INTO attestations (name, data) VALUES (?, ?)",
+                            [(name, data)])])
+
+    async def get_attestation(self, name: str) -> bytes | None:
+        try:
+            rows = list(await self._r.execute_fetchall(
+                "SELECT data FROM attestations WHERE name = ?", (name,)))
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # an older database opened read-only: none kept
+                return None
+            raise StorageError(f"cannot read the database: {e}") from e
+        return bytes(rows[0][0]) if rows else None
 
     async def ping(self) -> None:
         try:
