@@ -10,11 +10,13 @@ These are the two `PublicKeyDetails` a Sigstore trusted root names for a log
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Literal, NoReturn, get_args
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from tlog.errors import InvalidInput, VerificationError
 
@@ -73,21 +75,19 @@ class LogPublicKey:
     @classmethod
     def from_der(cls, data: bytes) -> LogPublicKey:
         """Load a DER SubjectPublicKeyInfo (the `rawBytes` of a trusted root's log key)."""
-        try:
-            key = serialization.load_der_public_key(data)
-        except (ValueError, UnsupportedAlgorithm) as e:
-            raise InvalidInput(f"log public key is not a valid DER SubjectPublicKeyInfo: {e}") from e
-        if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
-            _unsupported(key)
-        return cls(key)
+        return cls._load(serialization.load_der_public_key, data, "DER SubjectPublicKeyInfo")
 
     @classmethod
     def from_pem(cls, data: bytes) -> LogPublicKey:
         """Load a PEM `PUBLIC KEY` (what `GET /api/v1/log/publicKey` serves)."""
+        return cls._load(serialization.load_pem_public_key, data, "PEM public key")
+
+    @classmethod
+    def _load(cls, load: Callable[[bytes], PublicKeyTypes], data: bytes, form: str) -> LogPublicKey:
         try:
-            key = serialization.load_pem_public_key(data)
+            key = load(data)
         except (ValueError, UnsupportedAlgorithm) as e:
-            raise InvalidInput(f"log public key is not a valid PEM public key: {e}") from e
+            raise InvalidInput(f"log public key is not a valid {form}: {e}") from e
         if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
             _unsupported(key)
         return cls(key)
