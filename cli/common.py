@@ -27,8 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Where a key's passphrase is read from, first set wins: ours, then cosign's (so that a
 # cosign user's key and environment work unchanged).
 PASSWORD_ENVS = ("TLOG_PASSWORD", "COSIGN_PASSWORD")
-_DIGEST = re.compile(r"(sha256|sha384|sha512):([0-9a-fA-F]+)")
-_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_DIGEST = re.compile(r"(\w+):([0-9a-fA-F]+)")
 
 
 def root_log_url() -> str | None:
@@ -112,7 +111,10 @@ def subject_of(artifact: Path | None, image: str | None, digest: str | None = No
                        lambda algorithm: payload_digest(ref, algorithm=algorithm))
     if digest is not None:
         m = _DIGEST.fullmatch(digest.strip())
-        if not m or len(m.group(2)) != _HEX_LENGTHS[m.group(1)]:
+        from tlog.core.digests import DIGESTS  # the one digest table
+
+        known = DIGESTS.get(m.group(1)) if m else None
+        if m is None or known is None or len(m.group(2)) != known.hex_length:
             raise InvalidInput(f"--digest must be sha256: and 64 hex digits (or sha384: and 96, "
                                f"sha512: and 128), got {digest!r}")
         named, hex_digest = m.group(1), m.group(2).lower()

@@ -25,10 +25,11 @@ from typing import Any, Literal, get_args
 import nacl.exceptions
 import nacl.secret
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from tlog.core.digests import DIGESTS
 from tlog.core.entries.hashedrekord import _pem, digest_for_key, public_key_fingerprint_of_pem
 from tlog.errors import InvalidInput
 
@@ -42,9 +43,6 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
 }
 _SIGNING_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 _MIN_RSA_BITS = 2048
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
-}
 
 _SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -221,10 +219,10 @@ class SigningKey:
         """Sign a digest (by default of `digest_algorithm`): ECDSA (DER) or RSA PKCS#1
         v1.5 over the prehashed value."""
         algorithm = algorithm or self.digest_algorithm
-        hash_type = _HASHES.get(algorithm)
-        if hash_type is None:
+        known = DIGESTS.get(algorithm)  # the one digest table (tlog.core.digests)
+        if known is None:
             raise InvalidInput(f"unsupported digest algorithm {algorithm!r}")
-        hash_alg = hash_type()
+        hash_alg = known.algorithm()
         if len(digest) != hash_alg.digest_size:
             raise InvalidInput(f"a {algorithm} digest is {hash_alg.digest_size} bytes, "
                                f"got {len(digest)}")
