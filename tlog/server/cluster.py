@@ -40,7 +40,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from tlog.core.keys import LogKey
-from tlog.core.merkle import leaf_hash
+from tlog.core.merkle import HASH_SIZE, leaf_hash
+from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, split_hashes
 from tlog.core.tilestate import TreeState, tiles_for_inclusion
 from tlog.core.timestamp import sign_set
 from tlog.errors import Unavailable
@@ -55,6 +56,9 @@ log = logging.getLogger("tlog.cluster")
 
 LEADER_RETRY = 0.5  # seconds between a follower's attempts to take the lock
 POLL = 0.2  # seconds: the fallback when a notification is missed
+# Leaves a follower reads to catch up with one new checkpoint (a batch is ≤ 256 leaves);
+# farther behind, it recovers the whole tree from the level-1 tiles instead.
+FOLLOW_MAX_LEAVES = 1 << 16
 CLOSE_WAIT = 5.0  # seconds a closing frontend waits for its submitters' outcomes
 # Outcomes (`pending_done`) older than this are deleted by the leader: the frontend that
 # queued them died before collecting them (a live one collects and deletes its own within
@@ -275,23 +279,49 @@ class ClusterSequencer(Sequencer):
         if self.is_leader and not leading:
             return
         async with self._refresh_lock:
+            old = self.head.state
             latest = await self.pg.latest_checkpoint()
-            if latest is None or latest.size <= self.head.state.size:
+            if latest is None or latest.size <= old.size:
                 return
-            rec = await self.pg.recover()
-            if rec.checkpoint is None or rec.size <= self.head.state.size:
-                return
-            state = TreeState.restore(rec.size, rec.level8, rec.tail_leaves)
+            state = await self._extended_to(old, latest.size)
+            checkpoint = latest
+            if state is None:  # far behind, or the tiles do not line up: rebuild it all
+                rec = await self.pg.recover()
+                if rec.checkpoint is None or rec.size <= old.size:
+                    return
+                state, checkpoint = TreeState.restore(rec.size, rec.level8, rec.tail_leaves), rec.checkpoint
             root = state.root()
-            if root != rec.checkpoint.root:
-                raise StorageError(f"stored tiles give root {root.hex()} at size {rec.size}, but "
-                                   f"the checkpoint says {rec.checkpoint.root.hex()}")
-            self.head = Published(state, root, rec.checkpoint.note, {})
+            if root != checkpoint.root:
+                if checkpoint is latest:  # extended from `old`: it shares old's upper lists
+                    state.truncate_to(old)  # take back what the refused leaves appended
+                raise StorageError(f"stored tiles give root {root.hex()} at size {state.size}, but "
+                                   f"the checkpoint says {checkpoint.root.hex()}")
+            self.head = Published(state, root, checkpoint.note, {})
             if self.metrics is not None:
-                self.metrics.tree_size.set(rec.size)
-                self.metrics.checkpoint_time.set(rec.checkpoint.created)
+                self.metrics.tree_size.set(state.size)
+                self.metrics.checkpoint_time.set(checkpoint.created)
             for listener in self.listeners:
                 listener()
+
+    async def _extended_to(self, old: TreeState, size: int) -> TreeState | None:
+        """The tree at `size` from `old` and only the leaves added since, read from the
+        level-0 tiles that hold them (one query): a follower keeps up with each batch at the
+        cost of the batch, not of the whole tree (`recover`, which reads every level-1 tile
+        and rehashes the upper levels). None when the gap is too wide for one read or the
+        stored tiles do not hold those leaves; the caller then recovers."""
+        if size - old.size > FOLLOW_MAX_LEAVES:
+            return None
+        first = old.size >> TILE_HEIGHT
+        tiles = range(first, ((size - 1) >> TILE_HEIGHT) + 1)
+        stored = await self.pg.read_leaf_tiles(tiles)
+        if any(len(stored.get(t, b"")) != TILE_WIDTH * HASH_SIZE for t in tiles[:-1]):
+            return None
+        leaves = split_hashes(b"".join(stored.get(t, b"") for t in tiles))
+        start = old.size - first * TILE_WIDTH
+        new_leaves = leaves[start:start + size - old.size]
+        if len(new_leaves) != size - old.size:
+            return None
+        return old.extended(new_leaves)[0]
 
     async def catch_up(self) -> bool:
         """A read missed (an entry past this frontend's tree size, an index at or past
