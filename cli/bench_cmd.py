@@ -69,12 +69,13 @@ def bench(log_url: str | None, data_dir: Path | None, entries: int, reads: int, 
         click.echo(jsonlib.dumps(result, indent=2))
         return
     click.echo(f"{'run':<12} {'ok':>7} {'per s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-               f"{'max ms':>8}  {'vs bare':>7}  errors")
+               f"{'max ms':>8}  {'vs bare':>7}  {'cpu µs':>7}  errors")
     for name, r in result["runs"].items():
         errors = ", ".join(f"{k}×{v}" for k, v in r["errors"].items()) or "-"
         ratio = f"{r['ratio_to_bare_aiohttp']:.2f}" if "ratio_to_bare_aiohttp" in r else "-"
+        cpu = f"{r['server_cpu_us']:.0f}" if "server_cpu_us" in r else "-"
         click.echo(f"{name:<12} {r['ok']:>7} {r['per_second']:>9.0f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
-                   f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}  {ratio:>7}  {errors}")
+                   f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}  {ratio:>7}  {cpu:>7}  {errors}")
     if result.get("rss_mb"):
         click.echo(f"server RSS: max {max(result['rss_mb']):.0f} MB; tree size {result.get('tree_size')}")
     if (batches := result.get("leader_batches")) is not None:

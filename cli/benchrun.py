@@ -8,6 +8,7 @@ the figure that survives a noisy shared machine.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import subprocess
@@ -31,20 +32,40 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _server_pids(pid: int) -> list[int]:
+    """The server and its worker processes (`--workers`)."""
+    return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+
+
 def _rss_mb(pid: int | None) -> float | None:
-    """The resident memory of the server and of its worker processes (`--workers`), together."""
+    """The resident memory of the server and of its worker processes, together."""
     if pid is None:
         return None
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         total = 0
-        for p in [pid, *map(int, children)]:
+        for p in _server_pids(pid):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     except OSError:
         return None
     return total / 1024
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time the server and its worker processes have used (proc(5)
+    stat fields 14 and 15, in clock ticks): per request, the figure a busy machine
+    disturbs least, so the one to compare changes by."""
+    if pid is None:
+        return None
+    try:
+        ticks = 0
+        for p in _server_pids(pid):
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def _wait_ready(url: str, timeout: float = 60) -> float:
@@ -77,11 +98,18 @@ async def _runs(url: str | list[str], bodies: list[bytes], n: int, c: int, say: 
     runs: dict[str, Any] = {}
     rss: list[float] = []
 
+    cpu_before = [_cpu_seconds(pid)]
+
     def record(name: str, result: Any) -> None:
         runs[name] = result.as_dict()
         mb = _rss_mb(pid)
         if mb is not None:
             rss.append(mb)
+        cpu = _cpu_seconds(pid)
+        if cpu is not None and cpu_before[0] is not None and result.ok:
+            # Between runs the server idles: what it used is this run's requests' cost.
+            runs[name]["server_cpu_us"] = (cpu - cpu_before[0]) / result.ok * 1e6
+        cpu_before[0] = _cpu_seconds(pid)
         say(f"{name}: {result.per_second:.0f}/s")
 
     async with aiohttp.ClientSession() as s, s.get(f"{url}/api/v1/log") as r:
@@ -99,6 +127,7 @@ async def _runs(url: str | list[str], bodies: list[bytes], n: int, c: int, say: 
                                        for k, i in enumerate(indexes)], c, 200))
     # UUIDs of random entries, read from entry bundles (no per-entry requests needed).
     uuids = await _uuids(url, [rng.randrange(size) for _ in range(min(n, 2000))])
+    cpu_before[0] = _cpu_seconds(pid)  # the bundles read for the UUIDs are not the run's
     record("proof-uuid", await drive([("GET", f"{at(i)}/api/v1/log/entries/{uuids[i % len(uuids)]}", None)
                                       for i in range(n)], c, 200))
     full = size // 256

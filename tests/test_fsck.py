@@ -18,6 +18,7 @@ from tlog.core.checkpoint import Checkpoint, sign_checkpoint
 from tlog.core.entries.hashedrekord import event_key_of_body, parse_request
 from tlog.core.keys import LogKey
 from tlog.core.merkle import leaf_hash
+from tlog.core.tilestate import EXPANSION_LEVELS, expand_tile
 from tlog.server.fsck import FsckReport, check_data_dir
 from tlog.server.storage.base import key_prefix
 
@@ -221,6 +222,43 @@ async def test_tile_hashes_beyond_the_tree_are_reported(data: Path) -> None:
     assert places(rep) == {("tile", "tile 0/1"), ("tile", "tile 0/5")}
     assert "positions 44..45" in detail(rep, "tile", "tile 0/1")
     assert "outside the tree" in detail(rep, "tile", "tile 0/5")
+
+
+# The full tile's expansion (schema 5): the server serves tile 0/0 and its proofs' nodes
+# from this row, so it must be the tile's, byte for byte.
+
+@pytest.mark.parametrize("level,node", [(0, 10), (3, 5), (7, 1)])
+async def test_altered_tile_nodes_row_is_reported_at_its_tile_only(data: Path, level: int, node: int) -> None:
+    ((nodes,),) = query(data, "SELECT nodes FROM tile_nodes WHERE idx = 0")
+    leaves = b"".join(leaf_hash(b) for (b,) in query(data, "SELECT body FROM entries WHERE idx < 256 "
+                                                           "ORDER BY idx"))
+    assert nodes == expand_tile(leaves)
+    at = EXPANSION_LEVELS[level] + 32 * node + 17
+    corrupt(data, "UPDATE tile_nodes SET nodes = ? WHERE idx = 0",
+            (nodes[:at] + bytes([nodes[at] ^ 1]) + nodes[at + 1:],))
+    rep = check_data_dir(data)
+    assert places(rep) == {("tile_nodes", "tile 0/0")}
+    said = detail(rep, "tile_nodes", "tile 0/0")
+    assert said.startswith(f"row does not match its tile's hashes: 1 of its 510 hashes differ, "
+                           f"the first at level {level} node {node}: it holds ")
+    assert said.endswith(f"the tile's leaves give {nodes[at - 17:at + 15].hex()}")
+
+
+async def test_missing_or_extra_tile_nodes_rows_are_reported(data: Path) -> None:
+    ((nodes,),) = query(data, "SELECT nodes FROM tile_nodes WHERE idx = 0")
+    corrupt(data, "DELETE FROM tile_nodes WHERE idx = 0")
+    corrupt(data, "INSERT INTO tile_nodes (idx, nodes) VALUES (1, ?)", (nodes,))  # partial
+    corrupt(data, "INSERT INTO tile_nodes (idx, nodes) VALUES (5, ?)", (nodes,))  # beyond
+    rep = check_data_dir(data)
+    assert places(rep) == {("tile_nodes", "tile 0/0"), ("tile_nodes", "tile 0/1"),
+                           ("tile_nodes", "tile 0/5")}
+    assert detail(rep, "tile_nodes", "tile 0/0") == "missing: no row holds the expansion of this full tile"
+    for t in (1, 5):
+        assert detail(rep, "tile_nodes", f"tile 0/{t}") == (
+            f"a row, but the tile is not full at tree size {SIZE}: only a full tile's expansion is stored")
+    corrupt(data, "INSERT INTO tile_nodes (idx, nodes) VALUES (0, ?)", (nodes[:-32],))
+    rep = check_data_dir(data)
+    assert "malformed: 16288 bytes, not the 16320 bytes" in detail(rep, "tile_nodes", "tile 0/0")
 
 
 # -- checkpoints ----------------------------------------------------------------------------

@@ -159,6 +159,35 @@ async def test_a_history_table_without_its_triggers_is_a_fault(copy: tuple[str, 
                        "trigger entries_append_only is missing: entries is no longer append-only"]
 
 
+async def test_a_changed_tile_nodes_row_and_its_dropped_trigger_are_faults(copy: tuple[str, Path]) -> None:
+    """The full tile's expansion (version 5), from which the frontends serve it and its
+    proofs: one byte changed is a fault at its tile, and so is its table's trigger gone."""
+    dsn, key = copy
+    nodes = await fetchval(dsn, "SELECT nodes FROM tile_nodes WHERE idx = 0")
+    assert isinstance(nodes, bytes)
+    await corrupt(dsn, "tile_nodes", "UPDATE tile_nodes SET nodes = $1 WHERE idx = 0",
+                  nodes[:100] + bytes([nodes[100] ^ 1]) + nodes[101:])
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TRIGGER tile_nodes_no_truncate ON tile_nodes")
+    finally:
+        await conn.close()
+    rep = await asyncio.to_thread(check_database, dsn, key_file=key, signatures=False)
+    assert {(f.kind, f.detail.split(":")[0]) for f in rep.faults} == {
+        ("tile_nodes", "row does not match its tile's hashes"),
+        ("database", "trigger tile_nodes_no_truncate is missing")}
+    (changed,) = rep.at("tile_nodes", "tile 0/0")
+    assert "the first at level 0 node 3:" in changed.detail
+
+
+async def test_a_missing_tile_nodes_row_is_a_fault(copy: tuple[str, Path]) -> None:
+    dsn, key = copy
+    await corrupt(dsn, "tile_nodes", "DELETE FROM tile_nodes WHERE idx = 0")
+    rep = await asyncio.to_thread(check_database, dsn, key_file=key, signatures=False)
+    assert [(f.kind, f.where, f.detail) for f in rep.faults] == [
+        ("tile_nodes", "tile 0/0", "missing: no row holds the expansion of this full tile")]
+
+
 async def test_cli_without_a_key_or_a_log_cannot_check(copy: tuple[str, Path], tmp_path: Path) -> None:
     dsn, key = copy
     result = await asyncio.to_thread(tlog, "fsck", "--database", dsn)

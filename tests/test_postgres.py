@@ -25,6 +25,8 @@ import asyncpg
 import pytest
 
 from tlog.core.keys import LogKey, LogPublicKey
+from tlog.core.tiles import TILE_WIDTH
+from tlog.core.tilestate import expand_tile
 from tlog.files import write_private
 
 from . import pg_support
@@ -126,10 +128,44 @@ async def test_postgres_schema_refuses_to_rewrite_history(dsn: str) -> None:
                           "DELETE FROM leaf_index", "DELETE FROM search_index",
                           "UPDATE meta SET value = 'x'", "TRUNCATE entries",
                           "UPDATE attestations SET data = '\\x00'", "DELETE FROM attestations",
-                          "TRUNCATE attestations"]:
+                          "TRUNCATE attestations", "UPDATE tile_nodes SET nodes = '\\x00'",
+                          "DELETE FROM tile_nodes", "TRUNCATE tile_nodes"]:
             with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="append-only"):
                 await conn.execute(statement)
         assert await conn.fetchval("SELECT max(version) FROM schema_version") >= 2
+    finally:
+        await conn.close()
+
+
+async def test_a_version_4_database_is_expanded_by_the_migration(
+        dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version 5 stores each full level-0 tile's expansion (issue 16): the migration computes
+    those of the tiles a version-4 database holds, MIGRATION_CHUNK tiles at a time, into an
+    append-only table; until then, a read-only frontend refuses the older schema."""
+    from tlog.server.storage import postgres
+    from tlog.server.storage.base import NoStorage
+    from tlog.server.storage.postgres import PostgresStorage
+
+    st = await PostgresStorage.open(dsn)
+    await fill(st, 3 * TILE_WIDTH + 44)
+    expected = await st.read_leaf_tiles(range(3))
+    await st.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE tile_nodes")  # what version 4 wrote: no such table
+        await conn.execute("DELETE FROM schema_version WHERE version = 5")
+        with pytest.raises(NoStorage, match="older schema"):
+            await PostgresStorage.open(dsn, read_only=True)
+        monkeypatch.setattr(postgres, "MIGRATION_CHUNK", 2)
+        st = await PostgresStorage.open(dsn)
+        try:
+            assert await st.read_expanded_tiles(range(5)) == {t: expand_tile(leaves)
+                                                              for t, leaves in expected.items()}
+        finally:
+            await st.close()
+        assert await conn.fetchval("SELECT max(version) FROM schema_version") == 5
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="append-only"):
+            await conn.execute("DELETE FROM tile_nodes")
     finally:
         await conn.close()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tlog.core.merkle import leaf_hash, node_hash
-from tlog.core.tiles import TileRef, encode_entry_bundle
-from tlog.core.tilestate import TileWrite, TreeState
+from tlog.core.tiles import TILE_WIDTH, TileRef, encode_entry_bundle
+from tlog.core.tilestate import TileWrite, TreeState, expand_tile
 from tlog.server.layout import DB_FILE
 from tlog.server.storage.base import NewEntry, NoStorage, StorageError, StoredCheckpoint
 from tlog.server.storage.memory import MemoryDriver
@@ -91,6 +91,47 @@ async def test_tiles_join_their_chunks_and_refuse_a_gap(driver: Driver) -> None:
         await st.read_tile(0, 9)
     with pytest.raises(StorageError, match="tile 0/9 is corrupt"):
         await st.read_leaf_tiles([0, 9])
+    await st.close()
+
+
+async def test_full_tiles_are_stored_expanded_as_they_complete(driver: Driver) -> None:
+    """Each batch's tile writes carry the expansion of every tile it completes
+    (`TreeState.extended`): the driver stores it, and `read_expanded_tiles` gives back exactly
+    those of full tiles — before and after a reopen, read-only too."""
+    st = await driver.open()
+    state = TreeState.empty()
+    # Sizes 1, 255, 256 (a tile completes exactly), 556, 1156 (two complete in one batch), 1256.
+    for count in (1, 254, 1, 300, 600, 100):
+        state = await append(st, state, [body(i) for i in range(state.size, state.size + count)])
+    leaves = [leaf_hash(body(i)) for i in range(state.size)]
+    expected = {t: expand_tile(b"".join(leaves[t * TILE_WIDTH:(t + 1) * TILE_WIDTH])) for t in range(4)}
+    level8 = await st.read_tile(1, 0)
+    for t, nodes in expected.items():  # its level 0 is the tile, its top pair the level-8 node
+        assert nodes[:TILE_WIDTH * 32] == await st.read_tile(0, t)
+        assert node_hash(nodes[-64:-32], nodes[-32:]) == level8[32 * t:32 * t + 32]
+    assert await st.read_expanded_tiles(range(7)) == expected  # not 4 (partial), 5, 6 (none)
+    assert await st.read_expanded_tiles([4, 9, -1]) == {} and await st.read_expanded_tiles([]) == {}
+    await st.close()
+    st = await driver.open(read_only=True)
+    assert await st.read_expanded_tiles([3, 0, 3]) == {0: expected[0], 3: expected[3]}
+    await st.close()
+
+
+async def test_a_tile_expansion_is_stored_once(driver: Driver) -> None:
+    """Append-only: a batch that would store a second expansion of a tile stores nothing."""
+    st = await driver.open()
+    state = await fill(st, 300)
+    (stored,) = (await st.read_expanded_tiles([0])).values()
+    new, writes = state.extended([leaf_hash(b"x")])
+    # A write that adds no chunk (none at position 256 of tile 0 to clash with), only the
+    # expansion of tile 0 once more.
+    writes = [*writes, TileWrite(0, 0, TILE_WIDTH, b"", expand_tile(b"".join(LEAVES[:TILE_WIDTH])))]
+    with pytest.raises(StorageError, match=r"tile expansion|tile_nodes"):
+        await st.append_batch([NewEntry(300, b"x", leaf_hash(b"x"), ())], TIME, writes,
+                              StoredCheckpoint(301, new.root(), b"n", TIME))
+    new.truncate_to(state)
+    assert (await st.recover()).size == 300 and await st.read_entries([300]) == {}
+    assert await st.read_expanded_tiles([0, 1]) == {0: stored}
     await st.close()
 
 
@@ -196,6 +237,8 @@ async def test_latest_checkpoint_is_the_largest(driver: Driver) -> None:
     "UPDATE meta SET value = 'x'",
     "UPDATE attestations SET data = x'00'",
     "DELETE FROM attestations",
+    "UPDATE tile_nodes SET nodes = x'00'",
+    "DELETE FROM tile_nodes",
 ])
 async def test_sqlite_schema_refuses_to_rewrite_history(tmp_path: Path, statement: str) -> None:
     st = await SqliteStorage.open_in(tmp_path)

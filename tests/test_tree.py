@@ -14,8 +14,15 @@ from pymerkle.core import _inclusion_path_layout
 
 from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.merkle import leaf_hash, verify_consistency, verify_inclusion
-from tlog.core.tiles import TILE_WIDTH
-from tlog.core.tilestate import TreeState, tiles_for_consistency, tiles_for_inclusion
+from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
+from tlog.core.tilestate import (
+    EXPANSION_LEVELS,
+    EXPANSION_SIZE,
+    TreeState,
+    expand_tile,
+    tiles_for_consistency,
+    tiles_for_inclusion,
+)
 from tlog.server.tree import MissingTile, TileTree
 
 
@@ -126,3 +133,50 @@ def test_expanded_tiles_give_the_same_proofs_and_cache_is_bounded() -> None:
     assert len(cache._tiles) == 2
     # A partial tile is handed back as raw bytes and not cached.
     assert cache.put(4, bytes(tiles[(0, 4)])) == bytes(tiles[(0, 4)])
+
+
+def test_expand_tile_holds_every_node_of_the_tile_level_by_level() -> None:
+    """A tile's expansion, against the reference fold: level l, offset k is the root of the
+    leaves [k·2^l, (k+1)·2^l) of the tile (RFC 9162 §2.1.1), for levels 0–7."""
+    leaves = _leaves(TILE_WIDTH)
+    nodes = expand_tile(b"".join(leaves))
+    assert len(nodes) == EXPANSION_SIZE == (2 * TILE_WIDTH - 2) * 32
+    for level in range(TILE_HEIGHT):
+        for k in range(TILE_WIDTH >> level):
+            at = EXPANSION_LEVELS[level] + 32 * k
+            assert nodes[at:at + 32] == root_from_leaf_hashes(leaves[k << level:(k + 1) << level])
+    with pytest.raises(ValueError, match="only a full tile"):
+        expand_tile(b"".join(leaves[:-1]))
+
+
+@pytest.mark.parametrize("batches", [
+    [1] * 300,  # one leaf at a time: tile 0 completes on the 256th
+    [255, 1, 256, 257, 1000, 3],  # exactly at a boundary, one past it, several tiles at once
+    [256 * 5 + 7],  # five tiles in one batch
+    [1000, 1, 255, 512],
+])
+def test_extended_expands_each_tile_once_in_the_batch_that_completes_it(batches: list[int]) -> None:
+    leaves = _leaves(sum(batches))
+    state = TreeState.empty()
+    for batch in batches:
+        old = state.size
+        state, writes = state.extended(leaves[old:old + batch])
+        expanded = {w.index: w.expansion for w in writes if w.expansion}
+        assert len(expanded) == len([w for w in writes if w.expansion])  # one write per tile
+        assert all(w.level == 0 for w in writes if w.expansion)
+        completed = range(old // TILE_WIDTH, state.size // TILE_WIDTH)
+        assert sorted(expanded) == list(completed)
+        for t in completed:
+            assert expanded[t] == expand_tile(b"".join(leaves[t * TILE_WIDTH:(t + 1) * TILE_WIDTH]))
+
+
+def test_a_restored_tree_expands_the_tile_it_completes() -> None:
+    """What the log's sequencer extends after a restart: `TreeState.restore` from tiles."""
+    leaves = _leaves(1100)
+    _, tiles = _build(leaves[:1000], 100)
+    level1 = bytes(tiles[(1, 0)])
+    restored = TreeState.restore(1000, [level1[i:i + 32] for i in range(0, len(level1), 32)],
+                                 leaves[768:1000])
+    _, writes = restored.extended(leaves[1000:])
+    assert [(w.index, w.expansion) for w in writes if w.expansion] == [
+        (3, expand_tile(b"".join(leaves[768:1024])))]

@@ -10,12 +10,24 @@ level-0 tiles a proof must read. DESIGN §4.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tlog.core.compact import CompactRange
-from tlog.core.merkle import Range, consistency_ranges, inclusion_ranges, node_hash, perfect_subtrees
+from tlog.core.merkle import (
+    HASH_SIZE,
+    Range,
+    consistency_ranges,
+    inclusion_ranges,
+    node_hash,
+    perfect_subtrees,
+)
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
+
+# The bytes of a full level-0 tile's stored expansion (`TileWrite.expansion`): its nodes at
+# levels 0 … TILE_HEIGHT-1, 2·TILE_WIDTH - 2 hashes.
+EXPANSION_SIZE = (2 * TILE_WIDTH - 2) * HASH_SIZE
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,35 @@ class TileWrite:
     index: int
     start: int
     hashes: bytes
+    # On the write that completes a level-0 tile: the tile's nodes at levels 0–7, level by
+    # level from the leaves up (256 + 128 + … + 2 = 510 hashes, `EXPANSION_SIZE` bytes).
+    # C2SP tiles carry only level 0, but an inclusion proof needs the nodes above it;
+    # storage keeps them (issue 16), so a proof reads one row instead of rehashing 255
+    # nodes, and the full tile itself is their first TILE_WIDTH hashes.
+    expansion: bytes = b""
+
+
+def expand_tile(leaves: bytes) -> bytes:
+    """The expansion (`TileWrite.expansion`) of a full level-0 tile from its leaf hashes:
+    RFC 6962 §2.1 node hashes, level by level. What `extended` stores as a tile completes,
+    and what a check or a migration recomputes from the C2SP tile."""
+    if len(leaves) != TILE_WIDTH * HASH_SIZE:
+        raise ValueError("only a full tile can be expanded")
+    out = [leaves]
+    cur = leaves
+    sha256 = hashlib.sha256
+    pair = 2 * HASH_SIZE
+    for _ in range(1, TILE_HEIGHT):
+        # node_hash(left, right) = SHA-256(0x01 || left || right), and siblings lie side by
+        # side: one 64-byte slice per node.
+        cur = b"".join([sha256(b"\x01" + cur[i:i + pair]).digest() for i in range(0, len(cur), pair)])
+        out.append(cur)
+    return b"".join(out)
+
+
+# Where each level of an expansion starts, in bytes: level l holds TILE_WIDTH >> l hashes.
+EXPANSION_LEVELS = tuple(sum(TILE_WIDTH >> k for k in range(level)) * HASH_SIZE
+                         for level in range(TILE_HEIGHT))
 
 
 class TreeState:
@@ -102,6 +143,7 @@ class TreeState:
         tail = [list(lv) for lv in self.tail]
         compact = self.compact.copy()
         writes: dict[tuple[int, int], tuple[int, bytearray]] = {}
+        expansions: dict[int, bytes] = {}
 
         def keep(level: int, index: int, h: bytes) -> None:
             if level < TILE_HEIGHT:
@@ -111,6 +153,8 @@ class TreeState:
                     upper.append([])
                 upper[level - TILE_HEIGHT].append(h)
                 if level == TILE_HEIGHT:  # the level-0 tile is complete: the next one starts
+                    if len(tail[0]) == TILE_WIDTH:
+                        expansions[index] = b"".join(b"".join(lv) for lv in tail)
                     for lv in tail:
                         lv.clear()
             if level % TILE_HEIGHT == 0:
@@ -121,7 +165,7 @@ class TreeState:
                 write[1].extend(h)
 
         compact.extend(leaves, keep)
-        tile_writes = [TileWrite(lv, ix, start, bytes(buf))
+        tile_writes = [TileWrite(lv, ix, start, bytes(buf), expansions.get(ix, b"") if lv == 0 else b"")
                        for (lv, ix), (start, buf) in writes.items()]
         return TreeState(upper, tail, compact), tile_writes
 

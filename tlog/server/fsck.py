@@ -23,6 +23,12 @@ What is checked, and against what:
   level L ≥ 1 is a fault only if it matches neither the tree rebuilt from the entries nor
   the stored tile below it, so one wrong hash is reported once, at the tile that holds it;
   chunks contiguous, no hashes beyond the tree.
+- tile_nodes (from schema version 5, tlog.server.storage.migrations): exactly one row per
+  full level-0 tile, holding its expansion (`TileWrite.expansion`, tlog.core.tilestate:
+  its nodes at levels 0–7) byte for byte as the rebuilt tree gives it — the server serves
+  the full tile and inclusion proofs from this row, not from `tiles`; no row for a tile
+  that is not full. As for the tiles above level 0, a row is a fault only if it matches
+  neither the entries' tile nor the stored one.
 - checkpoints: every one signed by the log key for the log's origin, its root the root of
   the entries at its size (RFC 9162 §2.1.1), and each consistent with the previous one by
   an RFC 9162 §2.1.4 proof built from the rebuilt tree.
@@ -60,12 +66,12 @@ from tlog.core.keys import LogKey, LogPublicKey
 from tlog.core.merkle import HASH_SIZE, leaf_hash, verify_consistency
 from tlog.core.note import parse_note
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, tile_width_at
-from tlog.core.tilestate import TileWrite, TreeState
+from tlog.core.tilestate import EXPANSION_LEVELS, EXPANSION_SIZE, TileWrite, TreeState
 from tlog.errors import InvalidInput, TlogError, VerificationError
 from tlog.server.attestations import AttestationFiles
 from tlog.server.layout import ATTESTATIONS_DIR, DB_FILE, KEY_FILE
 from tlog.server.storage.base import StorageError, key_prefix, search_key
-from tlog.server.storage.migrations import EVENT_KEYS, IDENTITY_KEYS
+from tlog.server.storage.migrations import EVENT_KEYS, IDENTITY_KEYS, TILE_NODES
 from tlog.server.storage.sqlite import SCHEMA_VERSION, schema_version
 from tlog.server.tree import TileTree
 
@@ -257,6 +263,7 @@ class FsckSource(Protocol):
     current_schema: int  # the schema version this code writes
     event_keys_from: int  # the first schema version with every event key's leaf-index row
     identity_keys_from: int  # the first with every certificate identity's search row
+    tile_nodes_from: int  # the first with every full level-0 tile's expansion (`tile_nodes`)
 
     def snapshot(self) -> None: ...
     def integrity(self) -> Iterable[str]:
@@ -282,6 +289,8 @@ class FsckSource(Protocol):
     def attestation(self, name: str) -> bytes | None:
         """The attestation kept under `name` (None: none, or a schema before version 4)."""
         ...
+    def tile_nodes(self) -> Iterable[tuple[Any, ...]]:  # (idx, nodes) by idx; none before version 5
+        ...
     def close(self) -> None: ...
 
 
@@ -293,6 +302,7 @@ class _SqliteSource:
     current_schema = SCHEMA_VERSION
     event_keys_from = EVENT_KEYS
     identity_keys_from = IDENTITY_KEYS
+    tile_nodes_from = TILE_NODES
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -342,6 +352,14 @@ class _SqliteSource:
                 return None
             raise
         return None if row is None else _as_bytes(row[0])
+
+    def tile_nodes(self) -> Iterable[tuple[Any, ...]]:
+        try:
+            return self.conn.execute("SELECT idx, nodes FROM tile_nodes ORDER BY idx")
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # before schema version 5
+                return ()
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -594,6 +612,7 @@ class _Check:
         # every certificate identity's search row?
         self.event_keys = True
         self.identity_keys = True
+        self.tile_nodes = True  # and every full level-0 tile's expansion (schema 5)
 
     def run(self) -> None:
         try:
@@ -661,11 +680,14 @@ class _Check:
         elif version < self.source.current_schema:
             self.event_keys = version >= self.source.event_keys_from
             self.identity_keys = version >= self.source.identity_keys_from
+            self.tile_nodes = version >= self.source.tile_nodes_from
             missing = [what for what, promised in (
                 ("the signing-event keys of its older entries are not all in the leaf index",
                  self.event_keys),
                 ("the certificate identities of its older entries are not all in the search "
-                 "index", self.identity_keys)) if not promised]
+                 "index", self.identity_keys),
+                ("the expansions of its full tiles are not stored (proofs rehash them)",
+                 self.tile_nodes)) if not promised]
             unchecked = f" (until then {'; '.join(missing)}, and are not checked)" if missing else ""
             self.report.notes.append(f"schema {version}: run `tlog serve` once to migrate it "
                                      f"to schema {self.source.current_schema}{unchecked}")
@@ -689,6 +711,11 @@ class _Check:
         self.search_rows = _Rows(self.source.search_rows())
         self.missing = _Runs(lambda a, b: self.report.add(
             "entries", _span("entry", a, b), f"missing (the latest checkpoint is at tree size {size})"))
+        self.node_rows = _Rows(self.source.tile_nodes() if self.tile_nodes else ())
+        self.missing_nodes = _Runs(lambda a, b: self.report.add(
+            "tile_nodes", f"tile 0/{a}" if b == a + 1 else f"tiles 0/{a}..0/{b - 1}",
+            "missing: no row holds the expansion of " + (
+                "this full tile" if b == a + 1 else "these full tiles")))
 
         self.phase = "reading entries"
         for row in self.checkpoints.take(0, lambda r: self.report.add(
@@ -704,6 +731,7 @@ class _Check:
             if self.progress is not None:
                 self.progress(min(size, (t + 1) * TILE_WIDTH), size)
         self.missing.flush()
+        self.missing_nodes.flush()
         for row in self.checkpoints.rest():  # only if the check stopped early above
             self.checkpoint(row)
         self.foreign_origin(-1, None)
@@ -732,18 +760,69 @@ class _Check:
             by_tiles.append(tile_hash if tile_hash is not None else h)
         if self.published is None and by_tiles != by_entries:
             self.published = self.entries.clone()
-        # Feed both trees, cutting at every checkpointed size inside the tile.
+        # Feed both trees, cutting at every checkpointed size inside the tile. The write
+        # that completes a full tile carries its expansion, by the entries and (where they
+        # differ) by the stored tile: what its `tile_nodes` row may hold.
         pos, end = first, first + len(stored.hashes)
+        expansions: list[bytes] = []
         while pos < end:
             nxt = self.checkpoints.peek()
             stop = nxt if nxt is not None and pos < nxt < end else end
             writes = self.entries.extend(self.known(by_entries[pos - first:stop - first], pos))
+            expansions += [w.expansion for w in writes if w.expansion]
             if self.published is not None:
-                self.published.extend(self.known(by_tiles[pos - first:stop - first], pos))
+                expansions += [w.expansion for w in self.published.extend(
+                    self.known(by_tiles[pos - first:stop - first], pos)) if w.expansion]
             self.upper(writes)
             pos = stop
             for row in self.checkpoints.take(pos, lambda r: None):
                 self.checkpoint(row)
+        self.expansion(t, len(stored.hashes) == TILE_WIDTH, expansions)
+
+    def expansion(self, t: int, full: bool, expected: list[bytes]) -> None:
+        """Level-0 tile t's `tile_nodes` row (from schema 5): one for a full tile, equal
+        to one of the `expected` expansions (the entries', the stored tile's: if those two
+        differ, the tile or the entry was reported), none for a partial one. The server
+        reads a full tile and its proofs' nodes from this row alone (tlog.server.log), so
+        a wrong byte here is a wrong tile served."""
+        if not self.tile_nodes:
+            return
+        rows = self.node_rows.take(t, self._stray_tile_nodes)
+        if not full:
+            for row in rows:
+                self._stray_tile_nodes(row)
+            return
+        if not rows:
+            self.missing_nodes.add(t)
+            return
+        self.missing_nodes.flush()
+        where, nodes = f"tile 0/{t}", rows[0][1]
+        if not isinstance(nodes, bytes) or len(nodes) != EXPANSION_SIZE:
+            size = f"{len(nodes)} bytes" if isinstance(nodes, bytes) else f"a {type(nodes).__name__}"
+            self.report.add("tile_nodes", where, f"malformed: {size}, not the {EXPANSION_SIZE} "
+                            f"bytes of a tile's nodes at levels 0–{TILE_HEIGHT - 1}")
+            return
+        known = self.unknown_from is None or self.unknown_from >= (t + 1) * TILE_WIDTH
+        if not known or not expected or nodes in expected:
+            return  # it matches, or the tile's leaves are unknown (reported above)
+        want = expected[-1]  # the stored tile's, which the row stands for
+        wrong = [at for at in range(0, EXPANSION_SIZE, HASH_SIZE)
+                 if nodes[at:at + HASH_SIZE] != want[at:at + HASH_SIZE]]
+        at = wrong[0]
+        level = max(lv for lv, begin in enumerate(EXPANSION_LEVELS) if begin <= at)
+        self.report.add("tile_nodes", where, f"row does not match its tile's hashes: "
+                        f"{len(wrong)} of its {EXPANSION_SIZE // HASH_SIZE} hashes differ, the "
+                        f"first at level {level} node {(at - EXPANSION_LEVELS[level]) // HASH_SIZE}: "
+                        f"it holds {nodes[at:at + HASH_SIZE].hex()}, the tile's leaves give "
+                        f"{want[at:at + HASH_SIZE].hex()}")
+
+    def _stray_tile_nodes(self, row: tuple[Any, ...]) -> None:
+        idx = row[0]
+        if not isinstance(idx, int):
+            self.report.add("tile_nodes", f"tile 0/{idx!r}", "row with a tile index that is not an integer")
+            return
+        self.report.add("tile_nodes", f"tile 0/{idx}", f"a row, but the tile is not full at tree "
+                        f"size {self.size}: only a full tile's expansion is stored")
 
     def known(self, hashes: list[bytes | None], first: int) -> list[bytes]:
         for k, h in enumerate(hashes):
@@ -1033,3 +1112,8 @@ class _Check:
             reader.finish()
         for level, idx in self.source.tiles_outside(len(self.tiles)):
             self.report.add("tile", f"tile {level}/{idx}", f"outside the tree (tree size {size})")
+        for row in self.node_rows.rest():
+            # A full tile's row left here was not reached: the check stopped early, for
+            # lack of entries and tiles (reported), and it cannot be compared.
+            if not (isinstance(row[0], int) and 0 <= row[0] < size >> TILE_HEIGHT):
+                self._stray_tile_nodes(row)

@@ -24,6 +24,7 @@ import asyncpg
 
 from tlog.server.fsck import FsckError
 from tlog.server.storage.base import StorageError
+from tlog.server.storage.migrations import TILE_NODES
 from tlog.server.storage.postgres import (
     ATTESTATIONS,
     HISTORY,
@@ -48,6 +49,7 @@ class PostgresSource:
     # Every schema of this driver stores the signing-event keys' leaf-index rows.
     event_keys_from = 1
     identity_keys_from = IDENTITY_KEYS
+    tile_nodes_from = TILE_NODES  # this driver's version 5 too (tlog.server.storage.migrations)
 
     def __init__(self, dsn: str) -> None:
         """Connect (FsckError if the database cannot be reached or holds no log)."""
@@ -98,7 +100,8 @@ class PostgresSource:
         rows = self._fetch("SELECT c.relname, t.tgname, t.tgenabled <> 'D' FROM pg_trigger t "
                            "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal")
         enabled = {(table, name): on for table, name, on in rows}
-        for table in (*HISTORY, *(("attestations",) if self._version >= ATTESTATIONS else ())):
+        for table in (*HISTORY, *(("attestations",) if self._version >= ATTESTATIONS else ()),
+                      *(("tile_nodes",) if self._version >= TILE_NODES else ())):
             for trigger in (f"{table}_append_only", f"{table}_no_truncate"):
                 if (table, trigger) not in enabled:
                     yield f"trigger {trigger} is missing: {table} is no longer append-only"
@@ -140,6 +143,11 @@ class PostgresSource:
             return None
         rows = self._fetch("SELECT data FROM attestations WHERE name = $1", name)
         return bytes(rows[0][0]) if rows else None
+
+    def tile_nodes(self) -> Iterator[tuple[Any, ...]]:
+        if self._version < TILE_NODES:
+            return iter(())
+        return self._stream("SELECT idx, nodes FROM tile_nodes ORDER BY idx")
 
     # -- reading ----------------------------------------------------------------------------
     def _fetch(self, sql: str, *args: object) -> list[tuple[Any, ...]]:

@@ -399,7 +399,8 @@ class Log:
     # -- reads ----------------------------------------------------------------------------
     async def _tree(self, head: Published, tiles: set[int]) -> TileTree:
         """Fetch the level-0 tiles a computation needs: from the expanded-tile cache, from
-        the last batch's tiles, else from storage in one query."""
+        the last batch's tiles, else from storage — the stored expansions of full tiles in
+        one query (nothing rehashed), and the leaves of any other in a second."""
         fetched: dict[int, bytes | ExpandedTile] = {}
         missing = set()
         for t in tiles:
@@ -411,6 +412,10 @@ class Log:
             else:
                 missing.add(t)
         if missing:
+            for t, nodes in (await self.storage.read_expanded_tiles(missing)).items():
+                fetched[t] = self.tile_cache.put(t, ExpandedTile(nodes))
+                missing.discard(t)
+        if missing:  # tiles of an older database opened read-only, expanded here
             for t, data in (await self.storage.read_leaf_tiles(missing)).items():
                 fetched[t] = self.tile_cache.put(t, data)
         return TileTree(head.state, fetched, head.memo)
@@ -566,6 +571,12 @@ class Log:
         if ref.level == 0:
             if ref.index == size >> TILE_HEIGHT:  # the partial tail tile is in memory
                 return b"".join(head.state.tail[0][:ref.width])
+            # A full tile is the first 8 KiB of its expansion: cached, or as stored.
+            cached = self.tile_cache.get(ref.index)
+            nodes = cached.nodes if cached is not None else (
+                await self.storage.read_expanded_tiles([ref.index])).get(ref.index)
+            if nodes is not None:
+                return nodes[:ref.width * HASH_SIZE]
             return (await self.storage.read_tile(0, ref.index))[:ref.width * HASH_SIZE]
         return b"".join(head.state.upper[TILE_HEIGHT * ref.level - TILE_HEIGHT][start:start + ref.width])
 

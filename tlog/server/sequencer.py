@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,7 +21,7 @@ from tlog.core import rekor
 from tlog.core.keys import LogKey
 from tlog.core.merkle import HASH_SIZE, leaf_hash
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
-from tlog.core.tilestate import TreeState
+from tlog.core.tilestate import TileWrite, TreeState
 from tlog.core.timestamp import sign_set
 from tlog.errors import Conflict, Overloaded, TlogError, Unavailable
 from tlog.server.guard import CheckpointGuard, ForkRefused
@@ -234,7 +234,7 @@ class Sequencer:
             leaves = [p.entry.leaf_hash for p in accepted]
             new_state, writes = old.extended(leaves)
             root = new_state.root()
-            fresh = _fresh_tiles(old, leaves)
+            fresh = _fresh_tiles(old, leaves, writes)
             memo: dict[tuple[int, int], bytes] = {}  # right-edge roots of new_state, shared
             proof = (TileTree(new_state, fresh, memo).consistency_proof(old.size, new_state.size)
                      if old.size else [])
@@ -307,15 +307,21 @@ class Sequencer:
                 for i, b in enumerate(bodies)]
 
 
-def _fresh_tiles(old: TreeState, leaves: list[bytes]) -> dict[int, bytes | ExpandedTile]:
+def _fresh_tiles(old: TreeState, leaves: list[bytes],
+                 writes: Sequence[TileWrite]) -> dict[int, bytes | ExpandedTile]:
     """The level-0 tiles a batch touched, from the old tail and the new leaves. Tiles the
-    batch completed are expanded here, once: for the guard's proof, the batch's answers
-    and the readers that come after (the log's tile cache takes them as they are)."""
+    batch completed come expanded, as `TreeState.extended` expanded them for storage: for
+    the guard's proof, the batch's answers and the readers that come after (the log's tile
+    cache takes them as they are)."""
     start = (old.size >> TILE_HEIGHT) << TILE_HEIGHT
     run = b"".join(old.tail[0]) + b"".join(leaves)
+    expanded = {w.index: w.expansion for w in writes if w.level == 0 and w.expansion}
     out: dict[int, bytes | ExpandedTile] = {}
     full = TILE_WIDTH * HASH_SIZE
     for off in range(0, len(run), full):
         data = run[off:off + full]
-        out[(start >> TILE_HEIGHT) + off // full] = ExpandedTile(data) if len(data) == full else data
+        index = (start >> TILE_HEIGHT) + off // full
+        nodes = expanded.get(index)
+        out[index] = (ExpandedTile(nodes) if nodes is not None
+                      else ExpandedTile.of_leaves(data) if len(data) == full else data)
     return out

@@ -13,7 +13,6 @@ level-0 tiles a proof needs, the caller reads them in one batch, `TileTree` fold
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
@@ -26,7 +25,7 @@ from tlog.core.merkle import (
     inclusion_ranges,
 )
 from tlog.core.tiles import TILE_HEIGHT, TILE_WIDTH
-from tlog.core.tilestate import TreeState
+from tlog.core.tilestate import EXPANSION_LEVELS, EXPANSION_SIZE, TreeState, expand_tile
 
 
 class MissingTile(LookupError):
@@ -34,31 +33,33 @@ class MissingTile(LookupError):
 
 
 class ExpandedTile:
-    """Every node of one full level-0 tile, levels 0–7, computed once (255 hashes).
+    """Every node of one full level-0 tile, levels 0–7 (510 hashes): its stored expansion
+    (`TileWrite.expansion`), or computed once from the leaves of a tile stored before
+    expansions were (`expand_tile`).
 
     Full tiles never change, so their expansion can be cached for as long as memory allows:
     a proof then costs lookups only.
     """
 
-    __slots__ = ("levels",)
+    __slots__ = ("nodes",)
 
-    def __init__(self, leaves: bytes) -> None:
-        if len(leaves) != TILE_WIDTH * HASH_SIZE:
-            raise ValueError("only a full tile can be expanded")
-        levels = [leaves]
-        cur = leaves
-        sha256 = hashlib.sha256
-        pair = 2 * HASH_SIZE
-        for _ in range(1, TILE_HEIGHT):
-            # node_hash(left, right) = SHA-256(0x01 || left || right), and siblings lie side by
-            # side: one 64-byte slice per node (this runs on every tile-cache miss).
-            cur = b"".join([sha256(b"\x01" + cur[i:i + pair]).digest() for i in range(0, len(cur), pair)])
-            levels.append(cur)
-        self.levels = levels
+    def __init__(self, nodes: bytes) -> None:
+        if len(nodes) != EXPANSION_SIZE:
+            raise ValueError(f"a tile expansion is {EXPANSION_SIZE} bytes, not {len(nodes)}")
+        self.nodes = nodes
+
+    @classmethod
+    def of_leaves(cls, leaves: bytes) -> ExpandedTile:
+        return cls(expand_tile(leaves))
+
+    @property
+    def leaves(self) -> bytes:
+        return self.nodes[:TILE_WIDTH * HASH_SIZE]
 
     def node(self, level: int, offset: int) -> bytes:
         """The node at `level`, `offset` nodes from the tile's left edge."""
-        return self.levels[level][offset * HASH_SIZE:(offset + 1) * HASH_SIZE]
+        at = EXPANSION_LEVELS[level] + offset * HASH_SIZE
+        return self.nodes[at:at + HASH_SIZE]
 
 
 class TileCache:
@@ -80,7 +81,7 @@ class TileCache:
         if isinstance(leaves, bytes) and len(leaves) != TILE_WIDTH * HASH_SIZE:
             return leaves
         tile = self._tiles.get(index) or (
-            leaves if isinstance(leaves, ExpandedTile) else ExpandedTile(leaves))
+            leaves if isinstance(leaves, ExpandedTile) else ExpandedTile.of_leaves(leaves))
         self._tiles[index] = tile
         self._tiles.move_to_end(index)
         while len(self._tiles) > self.capacity:
@@ -125,7 +126,7 @@ class TileTree(BaseMerkleTree):
         if data is None:
             raise MissingTile(tile)
         if isinstance(data, ExpandedTile):
-            data = data.levels[0]
+            data = data.leaves
         pos = (offset & (TILE_WIDTH - 1)) * HASH_SIZE
         if pos + width * HASH_SIZE > len(data):
             raise MissingTile(tile)

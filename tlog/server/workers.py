@@ -107,7 +107,7 @@ def _error(error: tuple[Any, ...]) -> TlogError:
 def _batch_leaves(old_size: int, head: Published) -> list[bytes]:
     """The leaf hashes a batch appended, read off the level-0 tiles it touched."""
     start = (old_size >> TILE_HEIGHT) << TILE_HEIGHT
-    run = b"".join(t if isinstance(t, bytes) else t.levels[0]
+    run = b"".join(t if isinstance(t, bytes) else t.leaves
                    for _, t in sorted(head.fresh_tiles.items()))
     run = run[(old_size - start) * HASH_SIZE:(head.state.size - start) * HASH_SIZE]
     return [run[i:i + HASH_SIZE] for i in range(0, len(run), HASH_SIZE)]
@@ -369,13 +369,13 @@ class WorkerSequencer(Sequencer):
         old = self.head.state
         if size <= old.size:
             return
-        new_state, _ = old.extended(leaves)
+        new_state, writes = old.extended(leaves)
         if new_state.size != size or new_state.root() != root:
             log.critical("the sequencer's head at size %d does not extend this worker's tree; exiting", size)
             os.kill(os.getpid(), signal.SIGTERM)
             self.halted = "this worker's tree does not match the sequencer's"
             return
-        self.head = Published(new_state, root, note, _fresh_tiles(old, leaves))
+        self.head = Published(new_state, root, note, _fresh_tiles(old, leaves, writes))
         self._heads[size] = self.head
         while len(self._heads) > RECENT_HEADS:
             self._heads.popitem(last=False)

@@ -9,7 +9,8 @@ batch; read the checkpoint, tiles and entries back) and Go sumdb's `tlog.TileRea
 
 What a driver stores, and must keep append-only (nothing is ever updated or deleted):
 - entries: canonical bodies by log index, with their integratedTime;
-- tiles: C2SP tlog-tiles hashes, appended per batch as contiguous chunks (`TileWrite`);
+- tiles: C2SP tlog-tiles hashes, appended per batch as contiguous chunks (`TileWrite`),
+  and the expansion of each full level-0 tile as it completes (`TileWrite.expansion`);
 - checkpoints: every signed checkpoint, by tree size;
 - the leaf index and the search index: 8-byte prefixes (`key_prefix`, `search_key`) → index.
   The leaf index holds each entry's leaf hash and, where it differs, its signing-event key
@@ -31,7 +32,7 @@ from typing import Protocol
 
 from tlog.core.merkle import HASH_SIZE, leaf_hash
 from tlog.core.tiles import TILE_WIDTH, split_hashes
-from tlog.core.tilestate import TileWrite
+from tlog.core.tilestate import TileWrite, expand_tile
 from tlog.errors import StorageError as StorageError  # defined with every error; drivers raise it
 
 
@@ -97,6 +98,24 @@ def join_chunks(chunks: Iterable[tuple[int, bytes]], where: str) -> bytes:
     return bytes(out)
 
 
+def expansions_of(rows: Iterable[tuple[int, int, bytes]], first: int, last: int) -> list[tuple[int, bytes]]:
+    """(tile index, expansion) of the full level-0 tiles first ≤ t < last from their
+    stored (idx, start, hashes) chunks, in order: the migration that stores the expansions
+    of tiles stored before (schema version 5). A tile missing, or not full, is corruption
+    the migration cannot mend: a `StorageError` that points at fsck."""
+    by_tile: dict[int, list[tuple[int, bytes]]] = {}
+    for idx, start, hashes in rows:
+        by_tile.setdefault(idx, []).append((start, bytes(hashes)))
+    out = []
+    for t in range(first, last):
+        leaves = join_chunks(by_tile.get(t, ()), f"0/{t}")
+        if len(leaves) != TILE_WIDTH * HASH_SIZE:
+            raise StorageError(f"tile 0/{t} holds {len(leaves) // HASH_SIZE} of its {TILE_WIDTH} "
+                               f"hashes, but the tree is past it: run `tlog fsck`")
+        out.append((t, expand_tile(leaves)))
+    return out
+
+
 def confirm_leaves(candidates: Iterable[tuple[int, bytes]], keys: Iterable[bytes],
                    key_of: Callable[[bytes], bytes] = leaf_hash) -> dict[bytes, int]:
     """key → index for the (index, body) candidates of a leaf-index lookup whose
@@ -156,7 +175,8 @@ class Storage(Protocol):
                            tile_writes: Sequence[TileWrite], checkpoint: StoredCheckpoint) -> None:
         """Store a sequenced batch — entries, their index rows (leaf index: the leaf hash's
         prefix, and the event key's where there is one; search index: `search_keys`), tile
-        chunks, the signed checkpoint — all or nothing, and return once it is durable
+        chunks and the expansions of the tiles it completed, the signed checkpoint — all or
+        nothing, and return once it is durable
         (DESIGN §4). An index,
         tile chunk or checkpoint size already stored is a `StorageError` (append-only)."""
         ...
@@ -209,6 +229,13 @@ class Storage(Protocol):
     async def read_leaf_tiles(self, indexes: Iterable[int]) -> dict[int, bytes]:
         """Several level-0 tiles in one call (sumdb's `ReadTiles`): the fetch step of a
         proof. Tiles with no hashes stored are left out."""
+        ...
+
+    async def read_expanded_tiles(self, indexes: Iterable[int]) -> dict[int, bytes]:
+        """The stored expansions (`TileWrite.expansion`) of several full level-0 tiles in
+        one call: what a proof reads at any tree size instead of rehashing a tile. Tiles
+        with none stored (partial ones; full ones of an older database opened read-only)
+        are left out: the caller reads their leaves with `read_leaf_tiles`."""
         ...
 
     async def find_leaves(self, keys: Sequence[bytes], *, writer: bool = False,

@@ -44,6 +44,7 @@ class _Tables:
     leaf_index: dict[int, set[int]] = field(default_factory=dict)  # prefix → indexes
     search_index: dict[int, set[int]] = field(default_factory=dict)  # key → indexes
     attestations: dict[str, bytes] = field(default_factory=dict)  # hex SHA-256 → bytes
+    tile_nodes: dict[int, bytes] = field(default_factory=dict)  # tile index → expansion
 
 
 class MemoryStorage:
@@ -87,6 +88,9 @@ class MemoryStorage:
         chunks = [(w.level, w.index, w.start) for w in tile_writes]
         if len(set(chunks)) != len(chunks) or any(s in t.tiles.get((lv, i), ()) for lv, i, s in chunks):
             raise StorageError("cannot write to the database: a tile chunk is already stored")
+        expanded = [w.index for w in tile_writes if w.expansion]
+        if len(set(expanded)) != len(expanded) or any(i in t.tile_nodes for i in expanded):
+            raise StorageError("cannot write to the database: a tile expansion is already stored")
         if checkpoint.size in t.checkpoints:
             raise StorageError(f"cannot write to the database: a checkpoint at size {checkpoint.size} "
                                f"is already stored")
@@ -99,6 +103,8 @@ class MemoryStorage:
                 t.search_index.setdefault(k, set()).add(e.index)
         for w in tile_writes:
             t.tiles.setdefault((w.level, w.index), {})[w.start] = w.hashes
+            if w.expansion:
+                t.tile_nodes[w.index] = w.expansion
         t.checkpoints[checkpoint.size] = checkpoint
 
     async def put_attestation(self, name: str, data: bytes) -> None:
@@ -148,6 +154,10 @@ class MemoryStorage:
     async def read_leaf_tiles(self, indexes: Iterable[int]) -> dict[int, bytes]:
         tiles = self._tables().tiles
         return {t: self._tile(0, t) for t in set(indexes) if (0, t) in tiles}
+
+    async def read_expanded_tiles(self, indexes: Iterable[int]) -> dict[int, bytes]:
+        nodes = self._tables().tile_nodes
+        return {t: nodes[t] for t in set(indexes) if t in nodes}
 
     async def find_leaves(self, keys: Sequence[bytes], *, writer: bool = False,
                           key_of: Callable[[bytes], bytes] = leaf_hash) -> dict[bytes, int]:

@@ -20,6 +20,12 @@ backfill as here; its logs always held event keys). The versions:
    entries (tlog.server.attestations), which were files in DATA_DIR/attestations/ before
    (still read there as a fallback: nothing is copied, nothing is lost). PostgreSQL's is
    its version 4, too.
+5. the `tile_nodes` table: the expansion of every full level-0 tile (its nodes at levels
+   0–7, `TileWrite.expansion`), so that an inclusion proof reads one row and rehashes
+   nothing (issue 16): the sequencer stores each as its tile completes, and the migration
+   computes those of the tiles stored before (tlog.core.tilestate.expand_tile). A database
+   opened read-only at an older version serves proofs by expanding tiles as before.
+   PostgreSQL's is its version 5.
 
 The rule every driver follows:
 - a writable open brings an older database to `CURRENT`: each step, and the record of the
@@ -41,10 +47,11 @@ from tlog.core.entries import body_identities, event_key_of_body
 from tlog.core.merkle import leaf_hash
 from tlog.server.storage.base import key_prefix, search_key
 
-CURRENT: Final = 4
+CURRENT: Final = 5
 EVENT_KEYS: Final = 2  # the first version whose leaf index holds every event key
 IDENTITY_KEYS: Final = 3  # the first version whose search index holds every identity
 ATTESTATIONS: Final = 4  # the first version that keeps attestations in the database
+TILE_NODES: Final = 5  # the first version that stores every full tile's expansion
 
 
 def event_key_rows(entries: Iterable[tuple[int, bytes]]) -> list[tuple[int, int]]:

@@ -15,7 +15,8 @@ never lost) with `pending_done` (each one's outcome), and `leader` (who sequence
 
 The kept attestations (`attestations`: DSSE envelopes and payloads by their hex SHA-256,
 tlog.server.attestations) are history too, from version 4: every frontend reads what any
-frontend admitted.
+frontend admitted. So are `tile_nodes` (the expansion of each full level-0 tile, from version
+5: a proof reads one row and hashes nothing, tlog.server.storage.migrations).
 
 The schema is tlog's own: `MIGRATIONS` are applied in order, each recorded in
 `schema_version`, under a transaction-level advisory lock so frontends starting together
@@ -36,6 +37,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from tlog.core.merkle import leaf_hash
+from tlog.core.tiles import TILE_HEIGHT
 from tlog.core.tilestate import TileWrite
 from tlog.server.storage.base import (
     NewEntry,
@@ -44,6 +46,7 @@ from tlog.server.storage.base import (
     StorageError,
     StoredCheckpoint,
     confirm_leaves,
+    expansions_of,
     join_chunks,
     key_prefix,
     recover_tree,
@@ -61,7 +64,7 @@ ATTESTATIONS = 4  # the version that adds the `attestations` table, append-only 
 
 # A migration: DDL, or a step that derives rows from what is stored (a backfill).
 Migration: TypeAlias = "str | Callable[[asyncpg.Connection], Awaitable[None]]"
-MIGRATION_CHUNK = 256  # entries a backfill reads at a time (bodies up to MAX_BODY_BYTES)
+MIGRATION_CHUNK = 256  # entries (bodies up to MAX_BODY_BYTES) or level-0 tiles a backfill reads at a time
 
 
 async def _backfill_identity_keys(conn: asyncpg.Connection) -> None:
@@ -76,6 +79,29 @@ async def _backfill_identity_keys(conn: asyncpg.Connection) -> None:
                            "$2::bigint[]) ON CONFLICT DO NOTHING",
                            [k for k, _ in keys], [i for _, i in keys])
         after = rows[-1]["idx"]
+
+
+def _append_only(table: str) -> str:
+    return (f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION tlog_append_only();\n"
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION tlog_append_only();\n")
+
+
+async def _expand_stored_tiles(conn: asyncpg.Connection) -> None:
+    """Version 5: the `tile_nodes` table (SQLite's version 5, tlog.server.storage.migrations)
+    and the expansion of every full level-0 tile of the checkpointed tree, MIGRATION_CHUNK
+    tiles at a time."""
+    await conn.execute("CREATE TABLE tile_nodes (idx BIGINT PRIMARY KEY, nodes BYTEA NOT NULL);\n"
+                       + _append_only("tile_nodes"))
+    full = int(await conn.fetchval("SELECT COALESCE(MAX(size), 0) FROM checkpoints")) >> TILE_HEIGHT
+    for first in range(0, full, MIGRATION_CHUNK):
+        last = min(first + MIGRATION_CHUNK, full)
+        rows = await conn.fetch("SELECT idx, start, hashes FROM tiles WHERE level = 0 AND idx >= $1 "
+                                "AND idx < $2 ORDER BY idx, start", first, last)
+        expanded = expansions_of(((r["idx"], r["start"], r["hashes"]) for r in rows), first, last)
+        await conn.execute("INSERT INTO tile_nodes (idx, nodes) SELECT * FROM unnest($1::bigint[], "
+                           "$2::bytea[])", [t for t, _ in expanded], [n for _, n in expanded])
 
 
 # Each migration runs once, in order, in one transaction; its number is its position + 1.
@@ -95,11 +121,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         RAISE EXCEPTION 'tlog history is append-only: % on %', TG_OP, TG_TABLE_NAME
             USING ERRCODE = 'integrity_constraint_violation';
     END $$;
-    """ + "".join(
-        f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
-        f"FOR EACH ROW EXECUTE FUNCTION tlog_append_only();\n"
-        f"CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION tlog_append_only();\n" for t in HISTORY),
+    """ + "".join(_append_only(t) for t in HISTORY),
     """
     CREATE TABLE pending (id BIGSERIAL PRIMARY KEY, body BYTEA NOT NULL, leaf_hash BYTEA NOT NULL,
                           event_key BYTEA, search_keys BIGINT[] NOT NULL,
@@ -111,11 +133,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _backfill_identity_keys,
     """
     CREATE TABLE attestations (name TEXT PRIMARY KEY, data BYTEA NOT NULL);
-    CREATE TRIGGER attestations_append_only BEFORE UPDATE OR DELETE ON attestations
-        FOR EACH ROW EXECUTE FUNCTION tlog_append_only();
-    CREATE TRIGGER attestations_no_truncate BEFORE TRUNCATE ON attestations
-        FOR EACH STATEMENT EXECUTE FUNCTION tlog_append_only();
-    """,
+    """ + _append_only("attestations"),
+    _expand_stored_tiles,
 )
 IDENTITY_KEYS = 3  # the first version whose search index holds every certificate identity
 
@@ -286,6 +305,10 @@ class PostgresStorage:
                 "$2::bigint[], $3::int[], $4::bytea[])", [t.level for t in tile_writes],
                 [t.index for t in tile_writes], [t.start for t in tile_writes],
                 [t.hashes for t in tile_writes])
+            expanded = [t for t in tile_writes if t.expansion]
+            if expanded:
+                await w.execute("INSERT INTO tile_nodes (idx, nodes) SELECT * FROM unnest($1::bigint[], "
+                                "$2::bytea[])", [t.index for t in expanded], [t.expansion for t in expanded])
             await w.execute("INSERT INTO checkpoints (size, root, note, created) VALUES ($1, $2, $3, $4)",
                             checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created)
             if self.batch_hook is not None:
@@ -393,6 +416,14 @@ class PostgresStorage:
     async def read_tile(self, level: int, index: int) -> bytes:
         async with self.reader() as r:
             return await self._read_tile(r, level, index)
+
+    async def read_expanded_tiles(self, indexes: Iterable[int]) -> dict[int, bytes]:
+        wanted = sorted(set(indexes))
+        if not wanted:
+            return {}
+        async with self.reader() as r:
+            rows = await r.fetch("SELECT idx, nodes FROM tile_nodes WHERE idx = ANY($1::bigint[])", wanted)
+        return {idx: bytes(nodes) for idx, nodes in rows}
 
     async def read_leaf_tiles(self, indexes: Iterable[int]) -> dict[int, bytes]:
         wanted = sorted(set(indexes))
