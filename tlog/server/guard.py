@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from hmac import compare_digest
 
-from tlog.core.checkpoint import Checkpoint, sign_checkpoint
+from tlog.core.checkpoint import Checkpoint, log_note_signers, sign_checkpoint
 from tlog.core.keys import LogKey
 from tlog.core.merkle import verify_consistency
 from tlog.errors import ForkError, VerificationError
@@ -30,6 +30,7 @@ class CheckpointGuard:
     def __init__(self, key: LogKey, origin: str, size: int, root: bytes) -> None:
         self._key = key
         self._origin = origin
+        self._signers = log_note_signers(origin, key)
         self.size = size
         self.root = root
 
@@ -46,7 +47,7 @@ class CheckpointGuard:
                 raise ForkRefused(
                     f"refusing to sign size {size}: not consistent with signed size {self.size} ({e})"
                 ) from e
-        note = sign_checkpoint(Checkpoint(self._origin, size, root), self._key)
+        note = sign_checkpoint(Checkpoint(self._origin, size, root), self._key, self._signers)
         self.size, self.root = size, root
         return note
 
