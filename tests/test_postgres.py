@@ -28,6 +28,7 @@ from tlog.core.keys import LogKey, LogPublicKey
 from tlog.core.tiles import TILE_WIDTH
 from tlog.core.tilestate import expand_tile
 from tlog.files import write_private
+from tlog.server.cluster import ClusterSequencer
 
 from . import pg_support
 from .storage_contract import fill
@@ -349,6 +350,36 @@ async def test_a_follower_finds_an_entry_acknowledged_elsewhere_at_once(
                                    to_follower.get(f"/api/v1/log/entries/{'ab' * 32}"))
     assert {a.status for a in answers} == {404}
     assert 1 <= seq.miss_refreshes - before <= 2
+
+
+async def test_a_closed_frontend_leaves_no_connection_open(
+        open_log: OpenLog, tmp_path: Path, dsn: str, signer: Signer) -> None:
+    """The insert and outcome loops open the frontend's pool and listener on first use; run
+    at once (here forced: both at the same moment, several times), they opened one each and
+    one leaked — an idle backend that outlived the log and blocked CREATE DATABASE … TEMPLATE
+    of its database for good. After close, no backend of this log is left."""
+    (tmp_path / "secret").mkdir(mode=0o700)
+    lg, client = await open_log(data_dir=tmp_path / "fe", database=dsn, public_url=URL,
+                                key_file=tmp_path / "secret" / "log.key")
+    seq = lg.sequencer
+    assert isinstance(seq, ClusterSequencer)
+    for _ in range(3):
+        await asyncio.gather(*[seq._connections() for _ in range(4)])
+    r = await client.post("/api/v1/log/entries", json=signer.proposed())
+    assert r.status == 201
+    await lg.close()
+    name = dsn.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(pg_support.server().dsn())
+    try:
+        left: int = -1
+        for _ in range(100):  # the closed connections' backends take a moment to exit
+            left = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name)
+            if left == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert left == 0
+    finally:
+        await conn.close()
 
 
 async def test_the_leader_deletes_outcomes_a_dead_frontend_left(

@@ -108,6 +108,7 @@ class ClusterSequencer(Sequencer):
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh_lock = asyncio.Lock()
+        self._connections_lock = asyncio.Lock()
         self._miss_lock = asyncio.Lock()  # one catch_up refresh in flight at most
         self._caught_up_at = 0.0  # monotonic time the last catch_up refresh started
         self.miss_refreshes = 0  # refreshes catch_up ran (reads that missed)
@@ -127,7 +128,14 @@ class ClusterSequencer(Sequencer):
                        asyncio.create_task(self._outcome_loop(), name="tlog-cluster-outcomes")]
 
     async def _connections(self) -> None:
-        """(Re)open the notification connection and the pool that writes pending rows."""
+        """(Re)open the notification connection and the pool that writes pending rows. The
+        insert and outcome loops both call this: one at a time, or both would open a pool
+        (or a listener) while the other's open is in flight, and one would leak — an idle
+        connection that also blocks CREATE DATABASE … TEMPLATE of the log's database."""
+        async with self._connections_lock:
+            await self._open_connections()
+
+    async def _open_connections(self) -> None:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.pg.dsn, min_size=1, max_size=2, timeout=10,
