@@ -28,8 +28,8 @@ from tlog.core.tilestate import TreeState
 from tlog.server.fsck import check_data_dir
 from tlog.server.log import Log
 from tlog.server.storage.base import search_key
-from tlog.server.storage.postgres import PostgresStorage
-from tlog.server.storage.sqlite import schema_version
+from tlog.server.storage.postgres import MIGRATIONS, PostgresStorage
+from tlog.server.storage.sqlite import SCHEMA_VERSION, schema_version
 
 from .cli_support import Server, json_out, ok, serve, tlog
 from .org_ca import OrgCA
@@ -37,7 +37,7 @@ from .pg_support import fresh_database
 from .storage_contract import append
 from .support import ApiClient, OpenLog, Signer
 from .test_attestation_entries import envelope, statement
-from .test_migration import sql
+from .test_migration import EXPANSIONS_UNSTORED, IDENTITIES_UNSTORED, note, sql
 from .test_serve import stop
 
 SEARCH = "/api/v1/index/retrieve"
@@ -194,6 +194,7 @@ def to_schema_2(data: Path, keep: tuple[int, ...] = ()) -> None:
     sql(data, *(f"DROP TRIGGER {name}" for (name,) in triggers),
         *(f"DELETE FROM search_index WHERE key = {k} AND idx = {i}"
           for k, i in identity_rows(data) if i not in keep),
+        "DROP TABLE tile_nodes",  # schema 5's
         "UPDATE meta SET value = '2' WHERE key = 'schema'",
         "DELETE FROM meta WHERE key LIKE 'schema_migrated_to_%'")
 
@@ -207,12 +208,11 @@ async def test_a_schema_2_log_is_noted_by_fsck_then_migrated_and_searchable(
     to_schema_2(data, keep=(2,))
     rep = check_data_dir(data)
     assert rep.ok, rep.faults
-    assert rep.notes == ["schema 2: run `tlog serve` once to migrate it to schema 4 (until then the "
-                         "certificate identities of its older entries are not all in the search "
-                         "index, and are not checked)"]
+    assert rep.notes == [note(2, IDENTITIES_UNSTORED, EXPANSIONS_UNSTORED)]
     lg, client = await open_log(data_dir=data)
     meta = await lg.storage.get_meta()
-    assert meta["schema"] == "2" and "schema_migrated_to_3" in meta and schema_version(meta) == 4
+    assert meta["schema"] == "2" and "schema_migrated_to_3" in meta
+    assert schema_version(meta) == SCHEMA_VERSION
     u = logged.uuids
     assert await search(client, {"email": EMAIL}) == [u[1], u[2], u[4]]
     assert await search(client, {"identity": OTHER_WORKFLOW}) == [u[3]]
@@ -245,15 +245,16 @@ async def test_postgresql_migration_3_backfills_the_identity_rows(logged: Logged
         await st.init_meta({"log_id": "ab", "origin": "example.org/log"})
         await append(st, TreeState.empty(), bodies, keys=lambda i: ())  # written without them
         async with st.writer() as w:
-            # back to version 2: the versions from 3 on, and version 4's table, undone
+            # back to version 2: the versions from 3 on, and the tables of 4 and 5, undone
             await w.execute("DELETE FROM schema_version WHERE version >= 3")
             await w.execute("DROP TABLE attestations")
+            await w.execute("DROP TABLE tile_nodes")
     finally:
         await st.close()
     st = await PostgresStorage.open(dsn)
     try:
         async with st.writer() as w:
-            assert await w.fetchval("SELECT max(version) FROM schema_version") == 4
+            assert await w.fetchval("SELECT max(version) FROM schema_version") == len(MIGRATIONS)
         assert await st.search([ident(EMAIL.lower())], before=10, limit=10) == [4, 2, 1]
         assert await st.search([ident(WORKFLOW)], before=10, limit=10) == [1]
     finally:
