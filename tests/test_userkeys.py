@@ -98,6 +98,26 @@ def test_old_pbkdf2_pkcs8_keys_still_load(key: SigningKey) -> None:
         SigningKey.from_pem(pem, b"")
 
 
+def test_a_wrong_passphrase_that_passes_the_padding_check_is_still_a_wrong_passphrase() -> None:
+    """PBES2's CBC has no integrity check: about one wrong passphrase in 256 decrypts to
+    well-padded bytes that are no key (OpenSSL: an ASN.1 error, not a bad password). Found
+    here by trying passphrases until one does; it must still say "wrong passphrase"."""
+    key = SigningKey.generate("ecdsa-p256")
+    pem = key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.BestAvailableEncryption(b"s3cret"))
+    for n in range(4000):
+        try:
+            serialization.load_pem_private_key(pem, f"wrong{n}".encode())
+        except ValueError as e:
+            if "password" in str(e).lower():
+                continue
+        break
+    else:
+        pytest.fail("no wrong passphrase passed the padding check in 4,000 tries")
+    with pytest.raises(InvalidInput, match=r"^wrong passphrase for the private key \(it decrypts to no"):
+        SigningKey.from_pem(pem, f"wrong{n}".encode())
+
+
 def test_empty_passphrase_writes_plain_pkcs8(key: SigningKey) -> None:
     pem = key.to_pem(None)
     assert pem.startswith(b"-----BEGIN PRIVATE KEY-----") and not is_encrypted(pem)

@@ -187,6 +187,12 @@ class SigningKey:
         except ValueError as e:
             if encrypted and "password" in str(e).lower():
                 raise WrongPassphrase("wrong passphrase for the private key") from None
+            if encrypted and not cosign:
+                # PKCS#8 PBES2 (RFC 8018 §6.2) encrypts with CBC and no integrity check: about
+                # one wrong passphrase in 256 passes the padding check and decrypts to bytes
+                # that are no key, which OpenSSL reports as a parse error, not a bad password.
+                raise WrongPassphrase("wrong passphrase for the private key (it decrypts to no "
+                                      "valid key)") from None
             raise InvalidInput(f"not a valid PEM private key: {e}") from None
         except (TypeError, UnsupportedAlgorithm) as e:
             raise InvalidInput(f"cannot load the private key: {e}") from None
