@@ -98,18 +98,21 @@ async def _runs(url: str | list[str], bodies: list[bytes], n: int, c: int, say: 
     runs: dict[str, Any] = {}
     rss: list[float] = []
 
-    cpu_before = [_cpu_seconds(pid)]
+    # Server CPU per request: only where `pid` is the whole server (with several frontends,
+    # it is the first of them and answers only its share of the requests).
+    cpu_pid = pid if len(urls) == 1 else None
+    cpu_before = [_cpu_seconds(cpu_pid)]
 
     def record(name: str, result: Any) -> None:
         runs[name] = result.as_dict()
         mb = _rss_mb(pid)
         if mb is not None:
             rss.append(mb)
-        cpu = _cpu_seconds(pid)
+        cpu = _cpu_seconds(cpu_pid)
         if cpu is not None and cpu_before[0] is not None and result.ok:
             # Between runs the server idles: what it used is this run's requests' cost.
             runs[name]["server_cpu_us"] = (cpu - cpu_before[0]) / result.ok * 1e6
-        cpu_before[0] = _cpu_seconds(pid)
+        cpu_before[0] = _cpu_seconds(cpu_pid)
         say(f"{name}: {result.per_second:.0f}/s")
 
     async with aiohttp.ClientSession() as s, s.get(f"{url}/api/v1/log") as r:
@@ -127,7 +130,7 @@ async def _runs(url: str | list[str], bodies: list[bytes], n: int, c: int, say: 
                                        for k, i in enumerate(indexes)], c, 200))
     # UUIDs of random entries, read from entry bundles (no per-entry requests needed).
     uuids = await _uuids(url, [rng.randrange(size) for _ in range(min(n, 2000))])
-    cpu_before[0] = _cpu_seconds(pid)  # the bundles read for the UUIDs are not the run's
+    cpu_before[0] = _cpu_seconds(cpu_pid)  # the bundles read for the UUIDs are not the run's
     record("proof-uuid", await drive([("GET", f"{at(i)}/api/v1/log/entries/{uuids[i % len(uuids)]}", None)
                                       for i in range(n)], c, 200))
     full = size // 256

@@ -34,6 +34,11 @@ def test_a_run_serves_on_the_port_and_under_the_name_asked(tmp_path: Path) -> No
                            tmp_path / "run", "--json"))
     assert result["log"] == f"http://127.0.0.1:{port}" and result["runs"]["submit"]["ok"] == 3
     assert _name_of(tmp_path / "run", tmp_path) == "bench.test"
+    # The server's CPU per request, read from /proc for the one server the run started (in
+    # clock ticks: a run of 3 requests may well cost none).
+    cpu = {name: run["server_cpu_us"] for name, run in result["runs"].items()}
+    assert set(cpu) == {"submit", "proof-index", "proof-uuid", "checkpoint"}
+    assert all(isinstance(v, float) and v >= 0 for v in cpu.values())
 
 
 def test_port_and_name_are_for_a_log_the_run_starts(tmp_path: Path) -> None:
