@@ -109,6 +109,9 @@ CREATE TABLE IF NOT EXISTS search_index (
 ) WITHOUT ROWID;
 """
 
+# One tile's chunks, in order (`join_chunks` checks they are contiguous).
+_TILE_CHUNKS = "SELECT start, hashes FROM tiles WHERE level = ? AND idx = ? ORDER BY start"
+
 _APPEND_ONLY = ("meta", "entries", "tiles", "checkpoints", "leaf_index", "search_index")
 
 
@@ -260,23 +263,16 @@ class SqliteStorage:
         # the loop's wake-up and the GIL hand-offs cost more than the read; issue 16).
         self._points = points
 
-    def _point(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+    def _point(self, sql: str, params: Sequence[object], *,
+               newer_table: bool = False) -> list[tuple[object, ...]]:
+        """A point read's rows. `newer_table`: the table came with a later schema version,
+        so an older database opened read-only has none of it (no such table: no rows; a
+        writable open migrates)."""
         try:
             rows: list[tuple[object, ...]] = self._points.execute(sql, params).fetchall()
         except sqlite3.Error as e:
-            raise StorageError(f"cannot read the database: {e}") from e
-        return rows
-
-    def _point_or_none(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
-        """`_point` on a table a later schema version added: none of its rows in an older
-        database opened read-only (it has no such table; a writable open migrates)."""
-        try:
-            rows: list[tuple[object, ...]] = self._points.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):
+            if newer_table and isinstance(e, sqlite3.OperationalError) and "no such table" in str(e):
                 return []
-            raise StorageError(f"cannot read the database: {e}") from e
-        except sqlite3.Error as e:
             raise StorageError(f"cannot read the database: {e}") from e
         return rows
 
@@ -387,7 +383,7 @@ class SqliteStorage:
                             [(name, data)])])
 
     async def get_attestation(self, name: str) -> bytes | None:
-        rows = self._point_or_none("SELECT data FROM attestations WHERE name = ?", (name,))
+        rows = self._point("SELECT data FROM attestations WHERE name = ?", (name,), newer_table=True)
         return bytes(cast(bytes, rows[0][0])) if rows else None
 
     async def ping(self) -> None:
@@ -456,14 +452,12 @@ class SqliteStorage:
         return [i for (i,) in rows]
 
     async def _read_tile(self, conn: aiosqlite.Connection, level: int, index: int) -> bytes:
-        rows = await conn.execute_fetchall(
-            "SELECT start, hashes FROM tiles WHERE level = ? AND idx = ? ORDER BY start", (level, index))
+        rows = await conn.execute_fetchall(_TILE_CHUNKS, (level, index))
         return join_chunks(cast(_Rows, rows), f"{level}/{index}")
 
     async def read_tile(self, level: int, index: int) -> bytes:
         """All stored hashes of a tile (a full tile is 256 × 32 bytes)."""
-        rows = self._point("SELECT start, hashes FROM tiles WHERE level = ? AND idx = ? ORDER BY start",
-                           (level, index))
+        rows = self._point(_TILE_CHUNKS, (level, index))
         return join_chunks(cast(_Rows, rows), f"{level}/{index}")
 
     async def read_leaf_tiles(self, indexes: Iterable[int]) -> dict[int, bytes]:
@@ -486,7 +480,8 @@ class SqliteStorage:
         if not wanted:
             return {}
         marks = ",".join("?" * len(wanted))
-        rows = self._point_or_none(f"SELECT idx, nodes FROM tile_nodes WHERE idx IN ({marks})", wanted)
+        rows = self._point(f"SELECT idx, nodes FROM tile_nodes WHERE idx IN ({marks})", wanted,
+                           newer_table=True)
         return dict(cast("list[tuple[int, bytes]]", rows))
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
