@@ -11,6 +11,7 @@ from pathlib import Path
 from tlog.core.compact import root_from_leaf_hashes
 from tlog.core.entries.hashedrekord import parse_body, verify_signature
 from tlog.core.merkle import leaf_hash
+from tlog.server.fsck import check_data_dir
 from tlog.server.log import Log, LogConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,10 @@ async def test_filled_log_holds_valid_signed_entries_and_serves_them(tmp_path: P
     # Filling again appends to the same log.
     r = subprocess.run([*fill, "10"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert json.loads(r.stdout)["tree_size"] == 1510
+    # And fsck finds it a normal log: among other things, every high-s signature's event key
+    # is in the leaf index (about half of ECDSA signatures), as admission would have put it.
+    rep = check_data_dir(data)
+    assert rep.ok and not rep.notes, (rep.faults[:3], rep.notes)
 
 
 def test_bench_reports_every_run_with_ratio_to_bare_aiohttp() -> None:

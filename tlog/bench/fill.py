@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from tlog.core.entries import event_key_of_body
 from tlog.core.entries.hashedrekord import HashedRekord
 from tlog.core.merkle import leaf_hash
 from tlog.server.log import Log, LogConfig
@@ -29,21 +30,28 @@ from tlog.server.storage.base import search_key
 CHUNK = 4096
 
 
-def _make_chunk(count: int) -> list[tuple[bytes, bytes, tuple[int, ...]]]:
-    """`count` signed bodies with their leaf hash and search keys (runs in a worker)."""
+_Made = tuple[bytes, bytes, tuple[int, ...], bytes | None]
+
+
+def _make_chunk(count: int) -> list[_Made]:
+    """`count` signed bodies with their leaf hash, search keys and signing-event key where
+    it is not the leaf hash (a high-s signature: what admission gives the sequencer, so the
+    leaf index holds it as a served log's does; runs in a worker)."""
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
     pems = [k.public_key().public_bytes(serialization.Encoding.PEM,
                                         serialization.PublicFormat.SubjectPublicKeyInfo) for k in keys]
     prints = [search_key("k", HashedRekord("sha256", b"", b"", pem, False).public_key_fingerprint())
               for pem in pems]
-    out: list[tuple[bytes, bytes, tuple[int, ...]]] = []
+    out: list[_Made] = []
     for i in range(count):
         digest = hashlib.sha256(os.urandom(32)).digest()
         k = i % len(keys)
         sig = keys[k].sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
         entry = HashedRekord("sha256", digest, sig, pems[k], False)
         body = entry.canonical_body()
-        out.append((body, leaf_hash(body), (search_key("a", entry.artifact_key().encode()), prints[k])))
+        leaf, event = leaf_hash(body), event_key_of_body(body)
+        out.append((body, leaf, (search_key("a", entry.artifact_key().encode()), prints[k]),
+                    None if event == leaf else event))
     return out
 
 
@@ -66,8 +74,8 @@ async def fill(data_dir: Path, count: int, *, workers: int | None = None,
                 if queued < len(sizes):
                     pending.append(loop.run_in_executor(pool, _make_chunk, sizes[queued]))
                     queued += 1
-                await asyncio.gather(*[lg.sequencer.submit(Admitted(b, h, k, answer=False))
-                                       for b, h, k in chunk])
+                await asyncio.gather(*[lg.sequencer.submit(Admitted(b, h, k, event_key=e, answer=False))
+                                       for b, h, k, e in chunk])
                 if progress:
                     progress(len(chunk))
         return lg.head.state.size
