@@ -344,22 +344,23 @@ class _SqliteSource:
     def search_rows(self) -> Iterable[tuple[Any, ...]]:
         return self.conn.execute("SELECT idx, key FROM search_index ORDER BY idx, key")
 
-    def attestation(self, name: str) -> bytes | None:
+    def _newer_table(self, sql: str, *params: object) -> sqlite3.Cursor | None:
+        """Run `sql` on a table a later schema version added (attestations: 4, tile_nodes:
+        5); None on an older database, which has no such table."""
         try:
-            row = self.conn.execute("SELECT data FROM attestations WHERE name = ?", (name,)).fetchone()
+            return self.conn.execute(sql, params)
         except sqlite3.OperationalError as e:
-            if "no such table" in str(e):  # before schema version 4
+            if "no such table" in str(e):
                 return None
             raise
+
+    def attestation(self, name: str) -> bytes | None:
+        rows = self._newer_table("SELECT data FROM attestations WHERE name = ?", name)
+        row = None if rows is None else rows.fetchone()
         return None if row is None else _as_bytes(row[0])
 
     def tile_nodes(self) -> Iterable[tuple[Any, ...]]:
-        try:
-            return self.conn.execute("SELECT idx, nodes FROM tile_nodes ORDER BY idx")
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):  # before schema version 5
-                return ()
-            raise
+        return self._newer_table("SELECT idx, nodes FROM tile_nodes ORDER BY idx") or ()
 
     def close(self) -> None:
         self.conn.close()

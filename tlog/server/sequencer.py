@@ -322,6 +322,5 @@ def _fresh_tiles(old: TreeState, leaves: list[bytes],
         data = run[off:off + full]
         index = (start >> TILE_HEIGHT) + off // full
         nodes = expanded.get(index)
-        out[index] = (ExpandedTile(nodes) if nodes is not None
-                      else ExpandedTile.of_leaves(data) if len(data) == full else data)
+        out[index] = ExpandedTile(nodes) if nodes is not None else data
     return out
